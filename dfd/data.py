@@ -1,0 +1,422 @@
+"""Datasets: find the layout of a folder, build the index (path, label, split), and stream it with tf.data.
+
+Supported layouts (folder names matched case-insensitively), found at the folder given or below it:
+
+- ``split``: ``{train,valid|val|validation,test}/{real,fake}/`` as in "140k Real and Fake Faces"
+  (``real-vs-fake/...``) and "Deepfake and Real Images" (``Dataset/{Train,Validation,Test}/{Real,Fake}``);
+- ``rff``: ``{training_real,training_fake}/`` as in "Real and Fake Face Detection" (no split);
+- ``pair``: a plain ``real/`` + ``fake/`` pair (no split);
+- ``csv``: a CSV manifest with columns ``path,label[,split]`` (a ``.csv`` file, or the only one in the folder).
+
+Where several datasets sit below one folder, all are indexed and the ``dataset`` column tells them apart.
+Labels are explicit: fake = 1, real = 0. Layouts without a split get a stratified split that is a function
+of the file names only (stable whatever the listing order). Indexing never decodes an image; unreadable
+files are found when decoded (:func:`find_unreadable`, and the tf.data pipeline skips and reports them).
+TensorFlow is imported only by the pipeline functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from dfd import imaging
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+SPLITS = ("train", "val", "test")
+FAKE, REAL = 1, 0
+_SPLIT_NAMES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test",
+}
+_CLASS_NAMES = {"real": REAL, "fake": FAKE, "training_real": REAL, "training_fake": FAKE}
+_PAIR_CLASSES = {"real": REAL, "fake": FAKE}
+_RFF_CLASSES = {"training_real": REAL, "training_fake": FAKE}
+_MAX_DEPTH = 3
+COLUMNS = ["path", "label", "split", "class_name", "dataset"]
+
+SUPPORTED_LAYOUTS = (
+    "supported layouts: '<split>/{real,fake}/' with splits train, valid|val|validation, test "
+    "(140k Real and Fake Faces, Deepfake and Real Images); 'training_real/' + 'training_fake/' "
+    "(Real and Fake Face Detection); a plain 'real/' + 'fake/' pair; or a CSV manifest 'path,label[,split]'"
+)
+
+
+class DatasetError(ValueError):
+    """A folder that is missing, empty or in no supported layout (the message lists the layouts)."""
+
+
+@dataclass
+class DatasetIndex:
+    """The index of one dataset folder: a table with one row per image file, plus what was skipped."""
+
+    root: Path
+    layout: str
+    frame: pd.DataFrame
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.frame[self.frame["split"] == name].reset_index(drop=True)
+
+    def counts(self) -> pd.DataFrame:
+        """Images per split and class: rows train/val/test, columns real/fake/total."""
+        table = pd.crosstab(self.frame["split"], self.frame["label"].map({REAL: "real", FAKE: "fake"}))
+        table = table.reindex(index=[s for s in SPLITS if s in table.index], columns=["real", "fake"], fill_value=0)
+        table["total"] = table.sum(axis=1)
+        return table
+
+    def fingerprint(self) -> str:
+        """A hash of (relative path, label, split) of every row: equal fingerprints, equal data index."""
+        digest = hashlib.sha256()
+        rel = sorted(
+            f"{os.path.relpath(p, self.root)}|{lab}|{sp}"
+            for p, lab, sp in zip(self.frame["path"], self.frame["label"], self.frame["split"], strict=True)
+        )
+        digest.update("\n".join(rel).encode())
+        return digest.hexdigest()[:16]
+
+
+def _subdirs(path: Path) -> dict[str, Path]:
+    try:
+        with os.scandir(path) as it:
+            return {e.name.lower(): Path(e.path) for e in it if e.is_dir(follow_symlinks=True)}
+    except OSError:
+        return {}
+
+
+def _list_images(folder: Path, skipped: list[tuple[str, str]]) -> list[str]:
+    """Image files below ``folder`` (recursively), by extension; other files are recorded as skipped."""
+    found: list[str] = []
+    stack = [str(folder)]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                for entry in it:
+                    name = entry.name
+                    if name.startswith("."):
+                        continue
+                    if entry.is_dir():
+                        stack.append(entry.path)
+                    elif name.lower().endswith(imaging.IMAGE_EXTENSIONS):
+                        found.append(entry.path)
+                    else:
+                        skipped.append((entry.path, "not an image file (by extension)"))
+        except OSError as exc:
+            skipped.append((current, f"cannot list folder: {exc.strerror or exc}"))
+    found.sort()
+    return found
+
+
+def _detect(path: Path) -> str | None:
+    subs = _subdirs(path)
+    split_dirs = {name: p for name, p in subs.items() if name in _SPLIT_NAMES}
+    if split_dirs and any(set(_subdirs(p)) & set(_PAIR_CLASSES) for p in split_dirs.values()):
+        return "split"
+    if set(_RFF_CLASSES) <= set(subs):
+        return "rff"
+    if set(_PAIR_CLASSES) <= set(subs):
+        return "pair"
+    return None
+
+
+def find_datasets(root: str | Path) -> list[tuple[Path, str]]:
+    """Every (folder, layout) at or below ``root`` (to a depth of 3), outermost match first."""
+    root = Path(root).expanduser()
+    if root.is_file():
+        if root.suffix.lower() == ".csv":
+            return [(root, "csv")]
+        raise DatasetError(f"{root} is a file, not a dataset folder; {SUPPORTED_LAYOUTS}")
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    found: list[tuple[Path, str]] = []
+    level = [root]
+    for _ in range(_MAX_DEPTH + 1):
+        nxt: list[Path] = []
+        for folder in level:
+            layout = _detect(folder)
+            if layout:
+                found.append((folder, layout))
+            else:
+                nxt.extend(sorted(_subdirs(folder).values()))
+        level = nxt
+    if not found:
+        csvs = sorted(p for p in root.glob("*.csv"))
+        if len(csvs) == 1:
+            return [(csvs[0], "csv")]
+    return found
+
+
+def stable_split(names: Iterable[str], labels: Iterable[int], val_frac: float, test_frac: float,
+                 seed: int = 0) -> list[str]:
+    """Stratified train/val/test assignment that depends only on the names (not their order).
+
+    Within each class the files are ordered by a hash of ``seed`` and their name; the first
+    ``round(test_frac * n)`` go to test, the next ``round(val_frac * n)`` to val, the rest to train.
+    """
+    if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise ValueError("val_frac and test_frac must be in [0, 1) and sum to less than 1")
+    names, labels = list(names), list(labels)
+    out = ["train"] * len(names)
+    by_class: dict[int, list[tuple[str, int]]] = {}
+    for i, (name, label) in enumerate(zip(names, labels, strict=True)):
+        key = hashlib.md5(f"{seed}:{name}".encode()).hexdigest()
+        by_class.setdefault(label, []).append((key, i))
+    for members in by_class.values():
+        members.sort()
+        n = len(members)
+        n_test, n_val = round(test_frac * n), round(val_frac * n)
+        for rank, (_, i) in enumerate(members):
+            out[i] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    return out
+
+
+def _index_one(folder: Path, layout: str, val_frac: float, test_frac: float, seed: int,
+               skipped: list[tuple[str, str]]) -> pd.DataFrame:
+    rows: list[tuple[str, int, str | None, str]] = []
+    if layout == "split":
+        for split_name, split_dir in sorted(_subdirs(folder).items()):
+            if split_name not in _SPLIT_NAMES:
+                continue
+            for class_name, class_dir in sorted(_subdirs(split_dir).items()):
+                if class_name not in _PAIR_CLASSES:
+                    skipped.append((str(class_dir), "folder is neither real nor fake"))
+                    continue
+                rows += [(p, _PAIR_CLASSES[class_name], _SPLIT_NAMES[split_name], class_dir.name)
+                         for p in _list_images(class_dir, skipped)]
+    elif layout in ("rff", "pair"):
+        classes = _RFF_CLASSES if layout == "rff" else _PAIR_CLASSES
+        subs = _subdirs(folder)
+        for class_name, label in classes.items():
+            class_dir = subs[class_name]
+            rows += [(p, label, None, class_dir.name) for p in _list_images(class_dir, skipped)]
+    elif layout == "csv":
+        return _index_csv(folder, val_frac, test_frac, seed, skipped)
+    frame = pd.DataFrame(rows, columns=["path", "label", "split", "class_name"])
+    if layout in ("rff", "pair") and len(frame):
+        frame["split"] = stable_split([os.path.basename(p) for p in frame["path"]], frame["label"],
+                                      val_frac, test_frac, seed)
+    return frame
+
+
+def _index_csv(csv_path: Path, val_frac: float, test_frac: float, seed: int,
+               skipped: list[tuple[str, str]]) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(csv_path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"cannot read CSV manifest {csv_path}: {exc}") from exc
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    if not {"path", "label"} <= set(table.columns):
+        raise DatasetError(f"CSV manifest {csv_path} needs columns path,label[,split]; it has {list(table.columns)}")
+    rows = []
+    for rec in table.itertuples(index=False):
+        raw = str(rec.path)
+        path = Path(raw) if os.path.isabs(raw) else csv_path.parent / raw
+        label_text = str(rec.label).strip().lower()
+        label = _CLASS_NAMES.get(label_text, {"1": FAKE, "0": REAL}.get(label_text))
+        if label is None:
+            skipped.append((str(path), f"label {rec.label!r} is neither fake/1 nor real/0"))
+            continue
+        if not path.suffix.lower().endswith(imaging.IMAGE_EXTENSIONS):
+            skipped.append((str(path), "not an image file (by extension)"))
+            continue
+        split = _SPLIT_NAMES.get(str(getattr(rec, "split", "")).strip().lower())
+        rows.append((str(path), label, split, label_text))
+    frame = pd.DataFrame(rows, columns=["path", "label", "split", "class_name"])
+    missing = frame["split"].isna()
+    if missing.any():
+        frame.loc[missing, "split"] = stable_split(
+            [os.path.basename(p) for p in frame.loc[missing, "path"]], frame.loc[missing, "label"],
+            val_frac, test_frac, seed)
+    return frame
+
+
+def index_dataset(root: str | Path, *, val_frac: float = 0.15, test_frac: float = 0.15,
+                  seed: int = 0) -> DatasetIndex:
+    """Index the dataset(s) at ``root``. ``val_frac``/``test_frac`` apply only where the data has no split."""
+    root = Path(root).expanduser()
+    found = find_datasets(root)
+    if not found:
+        raise DatasetError(f"no dataset found in {root}; {SUPPORTED_LAYOUTS}")
+    skipped: list[tuple[str, str]] = []
+    frames = []
+    for folder, layout in found:
+        frame = _index_one(folder, layout, val_frac, test_frac, seed, skipped)
+        if len(found) > 1:
+            frame["dataset"] = os.path.relpath(folder, root).split(os.sep)[0]
+        else:
+            frame["dataset"] = root.name if root.is_dir() else root.stem
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)[COLUMNS]
+    if frame.empty:
+        raise DatasetError(f"no images found in {root} (layout: {', '.join(sorted({lay for _, lay in found}))}); "
+                           f"{SUPPORTED_LAYOUTS}")
+    frame["label"] = frame["label"].astype(np.int64)
+    layout = found[0][1] if len({lay for _, lay in found}) == 1 else "mixed"
+    return DatasetIndex(root=root if root.is_dir() else root.parent, layout=layout, frame=frame, skipped=skipped)
+
+
+def find_unreadable(paths: Iterable[str]) -> list[tuple[str, str]]:
+    """Fully decode each file; return (path, reason) for those that are not readable images."""
+    bad = []
+    for p in paths:
+        try:
+            imaging.load_image(p)
+        except imaging.ImageError as exc:
+            bad.append((p, str(exc)))
+    return bad
+
+
+# ----------------------------------------------------------------------------------------------------------
+# tf.data pipelines
+
+
+@dataclass
+class Augment:
+    """Training-time augmentations; each probability is per image. Used only for the train split."""
+
+    flip: bool = True
+    rotate_deg: float = 0.0          # random rotation in [-rotate_deg, rotate_deg]
+    zoom: float = 0.0                # random zoom in [1 - zoom, 1 + zoom]
+    blur_p: float = 0.0              # probability of Gaussian blur, sigma uniform in blur_sigma
+    blur_sigma: tuple[float, float] = (0.3, 1.5)
+    noise_p: float = 0.0             # probability of Gaussian noise, sigma uniform in noise_sigma
+    noise_sigma: tuple[float, float] = (1.0, 8.0)
+    jpeg_p: float = 0.0              # probability of JPEG re-compression, quality uniform in jpeg_quality
+    jpeg_quality: tuple[int, int] = (50, 95)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Augment:
+        if d is None:
+            return cls(flip=False)
+        known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def apply(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        import cv2
+
+        if self.jpeg_p and rng.random() < self.jpeg_p:
+            img = imaging.jpeg_recompress(img, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
+        if self.blur_p and rng.random() < self.blur_p:
+            img = imaging.gaussian_blur(img, float(rng.uniform(*self.blur_sigma)))
+        if self.noise_p and rng.random() < self.noise_p:
+            img = imaging.gaussian_noise(img, float(rng.uniform(*self.noise_sigma)), rng)
+        if self.flip and rng.random() < 0.5:
+            img = img[:, ::-1]
+        if self.rotate_deg or self.zoom:
+            h, w = img.shape[:2]
+            angle = float(rng.uniform(-self.rotate_deg, self.rotate_deg))
+            scale = float(rng.uniform(1 - self.zoom, 1 + self.zoom))
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+            img = cv2.warpAffine(np.ascontiguousarray(img), m, (w, h), borderMode=cv2.BORDER_REFLECT_101)
+        return np.ascontiguousarray(img)
+
+
+def _loader(image_size: int, augment: Augment | None, seed: int,
+            bad: list[tuple[str, str]] | None) -> Callable[[bytes], tuple[np.ndarray, bool]]:
+    rng = np.random.default_rng(seed)
+
+    def load(path: bytes) -> tuple[np.ndarray, bool]:
+        p = path.decode()
+        try:
+            img = imaging.load_image(p)
+            img = imaging.resize(img, image_size)
+            if augment is not None:
+                img = augment.apply(img, rng)
+            return img.astype(np.float32), True
+        except imaging.ImageError as exc:
+            if bad is not None:
+                bad.append((p, str(exc)))
+            return np.zeros((image_size, image_size, 3), np.float32), False
+
+    return load
+
+
+def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int = 32, *, shuffle: bool = False,
+                 augment: Augment | None = None, seed: int = 0, repeat: bool = False,
+                 bad_files: list[tuple[str, str]] | None = None) -> tf.data.Dataset:
+    """Stream ``(image, label)`` batches from disk: parallel decode, skip unreadable files, prefetch.
+
+    Images are float32 in 0..255 (the model rescales). Unreadable files are dropped and appended to
+    ``bad_files`` as (path, reason).
+    """
+    import tensorflow as tf
+
+    paths = frame["path"].astype(str).to_numpy()
+    labels = frame["label"].to_numpy(np.float32)
+    load = _loader(image_size, augment, seed, bad_files)
+
+    def tf_load(path, label):
+        img, ok = tf.numpy_function(load, [path], [tf.float32, tf.bool], stateful=augment is not None)
+        img.set_shape((image_size, image_size, 3))
+        ok.set_shape(())
+        return img, label, ok
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+    ds = ds.filter(lambda img, label, ok: ok).map(lambda img, label, ok: (img, label))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def predict_paths(predict_batch: Callable[[np.ndarray], np.ndarray], paths: list[str], image_size: int,
+                  batch_size: int = 32, transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, dict[str, str]]:
+    """P(fake) for each path (NaN where unreadable) and {path: reason} for the unreadable ones.
+
+    ``transform`` (uint8 RGB -> uint8 RGB, e.g. a perturbation) is applied after resizing, before the model.
+    Decoding runs on a thread pool (PIL and OpenCV release the GIL) while the model works.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load(p: str) -> np.ndarray | str:
+        try:
+            img = imaging.resize(imaging.load_image(p), image_size)
+            if transform is not None:
+                img = transform(img)
+            return img.astype(np.float32)
+        except imaging.ImageError as exc:
+            return str(exc)
+
+    probs = np.full(len(paths), np.nan, dtype=np.float64)
+    errors: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        loaded = pool.map(load, paths)
+        batch_idx: list[int] = []
+        batch: list[np.ndarray] = []
+        done = 0
+
+        def flush() -> None:
+            if batch:
+                probs[batch_idx] = np.asarray(predict_batch(np.stack(batch))).reshape(-1)
+                batch.clear()
+                batch_idx.clear()
+
+        for i, item in enumerate(loaded):
+            if isinstance(item, str):
+                errors[paths[i]] = item
+            else:
+                batch.append(item)
+                batch_idx.append(i)
+                if len(batch) == batch_size:
+                    flush()
+            done += 1
+            if progress and done % batch_size == 0:
+                progress(done, len(paths))
+        flush()
+        if progress:
+            progress(len(paths), len(paths))
+    return probs, errors
