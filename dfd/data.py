@@ -397,7 +397,6 @@ def predict_paths(predict_batch: Callable[[np.ndarray], np.ndarray], paths: list
         loaded = pool.map(load, paths)
         batch_idx: list[int] = []
         batch: list[np.ndarray] = []
-        done = 0
 
         def flush() -> None:
             if batch:
@@ -413,9 +412,8 @@ def predict_paths(predict_batch: Callable[[np.ndarray], np.ndarray], paths: list
                 batch_idx.append(i)
                 if len(batch) == batch_size:
                     flush()
-            done += 1
-            if progress and done % batch_size == 0:
-                progress(done, len(paths))
+            if progress and (i + 1) % batch_size == 0:
+                progress(i + 1, len(paths))
         flush()
         if progress:
             progress(len(paths), len(paths))
