@@ -342,6 +342,14 @@ def _loader(image_size: int, augment: Augment | None, seed: int,
     return load
 
 
+def _is_ok(img, label, ok):
+    return ok
+
+
+def _drop_ok(img, label, ok):
+    return img, label
+
+
 def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int = 32, *, shuffle: bool = False,
                  augment: Augment | None = None, seed: int = 0, repeat: bool = False,
                  bad_files: list[tuple[str, str]] | None = None) -> tf.data.Dataset:
@@ -368,7 +376,7 @@ def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int = 32, *, 
     if repeat:
         ds = ds.repeat()
     ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
-    ds = ds.filter(lambda img, label, ok: ok).map(lambda img, label, ok: (img, label))
+    ds = ds.filter(_is_ok).map(_drop_ok)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
