@@ -1,0 +1,321 @@
+"""Architecture registry: the seeds' CNNs, stronger small CNNs of ours, and offline transfer backbones.
+
+Every model takes ``(size, size, 3)`` float32 input with values 0..255, rescales itself (a ``Rescaling``
+layer, or the backbone's built-in preprocessing) and ends in one sigmoid unit: P(fake) (fake = 1, real = 0).
+
+``ARCHITECTURES`` (name -> one-line description) and ``DEFAULT_SIZES`` are plain dicts filled at import
+without TensorFlow; the builders import Keras only when called. To add an architecture::
+
+    from dfd.models import register
+
+    @register("my_cnn", "what it is, in one line", default_size=128)
+    def _my_cnn(image_size: int, **kw) -> "keras.Model":
+        import keras
+        inputs, x = rescaled_input(image_size)
+        ...
+        return finish(inputs, x, "my_cnn")
+
+Custom layers live in :func:`custom_objects` (created and registered with Keras on first use, package "dfd");
+:func:`dfd.runs.load_model` calls it before loading so ``safe_mode=True`` loading finds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
+
+ARCHITECTURES: dict[str, str] = {}
+DEFAULT_SIZES: dict[str, int] = {}
+_BUILDERS: dict[str, Callable[..., Any]] = {}
+
+PRETRAINED_REFUSED = (
+    "pretrained weights are not downloaded at run time (this tool works offline); "
+    "use weights=None (train from scratch) or weights='<path to a local .h5/.weights.h5 file>'"
+)
+
+
+class ArchitectureError(ValueError):
+    """Unknown architecture name or an impossible option (e.g. a request to download pretrained weights)."""
+
+
+def register(name: str, description: str, default_size: int = 128) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: add ``builder(image_size, **kw) -> keras.Model`` to the registry under ``name``."""
+
+    def deco(builder: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _BUILDERS and _BUILDERS[name] is not builder:
+            raise ArchitectureError(f"architecture {name!r} is already registered")
+        ARCHITECTURES[name] = description
+        DEFAULT_SIZES[name] = int(default_size)
+        _BUILDERS[name] = builder
+        return builder
+
+    return deco
+
+
+def build_model(name: str, image_size: int | None = None, **kw: Any) -> keras.Model:
+    """Build architecture ``name`` for ``image_size`` px input (its default size if None); output (None, 1)."""
+    if name not in _BUILDERS:
+        raise ArchitectureError(f"unknown architecture {name!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}")
+    size = int(image_size or DEFAULT_SIZES[name])
+    if size < 16:
+        raise ArchitectureError(f"image_size must be at least 16 px (got {size})")
+    custom_objects()
+    model = _BUILDERS[name](size, **kw)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shared pieces
+
+_CUSTOM: dict[str, Any] = {}
+
+
+def custom_objects() -> dict[str, Any]:
+    """Create (once) and register dfd's custom Keras layers; return {name: class} for loading models."""
+    if _CUSTOM:
+        return _CUSTOM
+    import keras
+    import numpy as np
+
+    @keras.saving.register_keras_serializable(package="dfd")
+    class HighPass(keras.layers.Layer):
+        """Fixed SRM-style high-pass residuals per colour channel, truncated to +-``clip`` and scaled to +-1.
+
+        Input: 0..255 pixels. Output: 3 residual maps per input channel (first-order edge, second-order
+        "square 3x3", and the 5x5 "KV" filter of Fridrich & Kodovsky's spatial rich models). These keep
+        the high-frequency traces (GAN upsampling, blending seams, re-compression) that plain RGB
+        convolutions learn slowly. No weights: nothing to train, nothing to lose in saving.
+        """
+
+        def __init__(self, clip: float = 3.0, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.clip = float(clip)
+
+        @staticmethod
+        def kernels(channels: int) -> np.ndarray:
+            k1 = np.zeros((5, 5), np.float32)
+            k1[2, 1:4] = [1, -2, 1]
+            k1 /= 2.0
+            k2 = np.zeros((5, 5), np.float32)
+            k2[1:4, 1:4] = [[-1, 2, -1], [2, -4, 2], [-1, 2, -1]]
+            k2 /= 4.0
+            k3 = np.array([[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2],
+                           [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]], np.float32) / 12.0
+            bank = np.stack([k1, k2, k3], axis=-1)  # (5, 5, 3)
+            return np.repeat(bank[:, :, None, :], channels, axis=2)  # (5, 5, channels, 3) depthwise
+
+        def build(self, input_shape: Any) -> None:
+            self._kernel = self.kernels(int(input_shape[-1]))
+            super().build(input_shape)
+
+        def call(self, inputs: Any) -> Any:
+            kernel = keras.ops.convert_to_tensor(self._kernel, dtype=inputs.dtype)
+            res = keras.ops.depthwise_conv(inputs, kernel, strides=1, padding="same")
+            return keras.ops.clip(res, -self.clip, self.clip) / self.clip
+
+        def compute_output_shape(self, input_shape: Any) -> tuple:
+            return (*input_shape[:-1], input_shape[-1] * 3)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "clip": self.clip}
+
+    _CUSTOM["HighPass"] = HighPass
+    return _CUSTOM
+
+
+def rescaled_input(image_size: int) -> tuple[Any, Any]:
+    """``(inputs, x)``: the float32 0..255 input and its 0..1 rescaling."""
+    import keras
+
+    inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
+    return inputs, keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+
+
+def finish(inputs: Any, x: Any, name: str, dropout: float = 0.0) -> keras.Model:
+    """Optional dropout, then the 1-unit sigmoid P(fake) head (kept float32); the named model."""
+    import keras
+
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    out = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="p_fake")(x)
+    return keras.Model(inputs, out, name=name)
+
+
+def _conv_bn(x: Any, filters: int, name: str, strides: int = 1) -> Any:
+    import keras
+
+    x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def feature_layer(model: keras.Model) -> str:
+    """Name of the last layer with a spatial (4-D) output: the layer for Grad-CAM heatmaps."""
+    last = None
+    for layer in model.layers:
+        shape = getattr(layer, "output", None)
+        shape = getattr(shape, "shape", None)
+        if shape is not None and len(shape) == 4 and not isinstance(layer, _input_layer_type()):
+            last = layer.name
+    if last is None:
+        raise ArchitectureError(f"model {model.name!r} has no spatial layer for a heatmap")
+    return last
+
+
+def _input_layer_type() -> type:
+    import keras
+
+    return keras.layers.InputLayer
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The seeds' CNNs, reproduced as the seed projects define them (plain Conv2D + ReLU + max pooling,
+# flatten, dense, sigmoid). Kept for comparison: they are what users of those projects run.
+
+
+@register("seed_2conv", "Seed CNN: 2 conv layers (32, 64; 3x3 ReLU + 2x2 max pool), flatten, dense 128, "
+          "dropout 0.5, sigmoid; 128 px", default_size=128)
+def _seed_2conv(image_size: int, dense: int = 128, dropout: float = 0.5) -> keras.Model:
+    import keras
+
+    inputs, x = rescaled_input(image_size)
+    for i, f in enumerate((32, 64)):
+        x = keras.layers.Conv2D(f, 3, activation="relu", name=f"conv{i + 1}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense, activation="relu", name="dense")(x)
+    return finish(inputs, x, "seed_2conv", dropout)
+
+
+@register("seed_4conv", "Seed CNN: 4 conv layers (32, 64, 128, 128; 3x3 ReLU + 2x2 max pool), flatten, "
+          "dense 512, dropout 0.5, sigmoid; 128 px", default_size=128)
+def _seed_4conv(image_size: int, dense: int = 512, dropout: float = 0.5) -> keras.Model:
+    import keras
+
+    inputs, x = rescaled_input(image_size)
+    for i, f in enumerate((32, 64, 128, 128)):
+        x = keras.layers.Conv2D(f, 3, activation="relu", name=f"conv{i + 1}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense, activation="relu", name="dense")(x)
+    return finish(inputs, x, "seed_4conv", dropout)
+
+
+@register("seed_224", "Seed CNN: 3 conv layers of 224 filters (3x3 ReLU + 2x2 max pool) at 224 px, "
+          "flatten, dropout 0.5, sigmoid (heavy: ~7 GMAC per image)", default_size=224)
+def _seed_224(image_size: int, filters: int = 224, dropout: float = 0.5) -> keras.Model:
+    import keras
+
+    inputs, x = rescaled_input(image_size)
+    for i in range(3):
+        x = keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{i + 1}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    return finish(inputs, x, "seed_224", dropout)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Ours
+
+
+@register("tiny", "Tiny CNN for tests and smoke runs: 2 conv (8, 16) + BN, global average pool, sigmoid",
+          default_size=64)
+def _tiny(image_size: int) -> keras.Model:
+    import keras
+
+    inputs, x = rescaled_input(image_size)
+    x = _conv_bn(x, 8, "b1")
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = _conv_bn(x, 16, "b2")
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return finish(inputs, x, "tiny")
+
+
+@register("srm_cnn", "Ours: fixed SRM high-pass residuals (9 maps) alongside learned RGB convs, "
+          "4 Conv-BN-ReLU stages (32-64-128-192), global avg+max pooling, dropout 0.3, sigmoid; 128 px",
+          default_size=128)
+def _srm_cnn(image_size: int, widths: tuple[int, ...] = (32, 64, 128, 192), dropout: float = 0.3) -> keras.Model:
+    import keras
+
+    high_pass = custom_objects()["HighPass"]
+    inputs, rgb = rescaled_input(image_size)
+    residual = high_pass(name="high_pass")(inputs)
+    rgb = _conv_bn(rgb, widths[0] // 2, "rgb")
+    res = _conv_bn(residual, widths[0] // 2, "res")
+    x = keras.layers.Concatenate(name="stem")([rgb, res])  # full resolution: no early striding
+    x = _conv_bn(x, widths[0], "s1a")
+    for i, w in enumerate(widths[1:], start=2):
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        x = _conv_bn(x, w, f"s{i}a")
+        x = _conv_bn(x, w, f"s{i}b")
+    pooled = [keras.layers.GlobalAveragePooling2D(name="gap")(x), keras.layers.GlobalMaxPooling2D(name="gmp")(x)]
+    x = keras.layers.Concatenate(name="pooled")(pooled)
+    return finish(inputs, x, "srm_cnn", dropout)
+
+
+@register("small_cnn", "Ours: 4 Conv-BN-ReLU stages (32-64-128-256, two convs each), global average pool, "
+          "dropout 0.3, sigmoid; 128 px", default_size=128)
+def _small_cnn(image_size: int, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.3) -> keras.Model:
+    import keras
+
+    inputs, x = rescaled_input(image_size)
+    for i, w in enumerate(widths, start=1):
+        if i > 1:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        x = _conv_bn(x, w, f"s{i}a")
+        x = _conv_bn(x, w, f"s{i}b")
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return finish(inputs, x, "small_cnn", dropout)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Transfer-learning backbones: offline only (weights=None, or a local weights file).
+
+
+def _local_weights(weights: str | Path | None) -> str | None:
+    if weights is None:
+        return None
+    text = str(weights)
+    if text.lower() in ("imagenet", "pretrained", "true"):
+        raise ArchitectureError(PRETRAINED_REFUSED)
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ArchitectureError(f"weights file not found: {path}; {PRETRAINED_REFUSED}")
+    return str(path)
+
+
+def _backbone_model(name: str, backbone: Any, image_size: int, dropout: float) -> keras.Model:
+    import keras
+
+    inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
+    x = backbone(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return finish(inputs, x, name, dropout)
+
+
+@register("efficientnet_b0", "EfficientNetB0 backbone (built-in 0..255 rescaling) + sigmoid head; weights=None "
+          "or a local file (no downloads); 224 px", default_size=224)
+def _efficientnet_b0(image_size: int, weights: str | Path | None = None, dropout: float = 0.2) -> keras.Model:
+    import keras
+
+    local = _local_weights(weights)
+    backbone = keras.applications.EfficientNetB0(include_top=False, weights=local,
+                                                 input_shape=(image_size, image_size, 3))
+    return _backbone_model("efficientnet_b0", backbone, image_size, dropout)
+
+
+@register("mobilenet_v3_small", "MobileNetV3Small backbone (built-in 0..255 rescaling) + sigmoid head; "
+          "weights=None or a local file (no downloads); 224 px", default_size=224)
+def _mobilenet_v3_small(image_size: int, weights: str | Path | None = None, dropout: float = 0.2) -> keras.Model:
+    import keras
+
+    local = _local_weights(weights)
+    if image_size < 32:
+        raise ArchitectureError("mobilenet_v3_small needs image_size >= 32")
+    backbone = keras.applications.MobileNetV3Small(include_top=False, weights=local, include_preprocessing=True,
+                                                   input_shape=(image_size, image_size, 3))
+    return _backbone_model("mobilenet_v3_small", backbone, image_size, dropout)

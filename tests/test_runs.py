@@ -1,0 +1,93 @@
+"""Run store: atomic writes, never overwriting, listing, reading, status."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from dfd import runs
+
+
+def _make_run(root, name, status="complete", **cfg):
+    tmp = runs.new_run_dir(root, name)
+    runs.write_json_atomic(tmp / "config.json", {"architecture": "tiny", "image_size": 32, **cfg})
+    runs.write_status(tmp, status)
+    return runs.finalize_run_dir(tmp, root, name)
+
+
+def test_never_overwrites_same_name(tmp_path):
+    a = _make_run(tmp_path, "exp", seed=1)
+    b = _make_run(tmp_path, "exp", seed=2)
+    c = _make_run(tmp_path, "exp", seed=3)
+    assert [a.name, b.name, c.name] == ["exp", "exp2", "exp3"]
+    assert runs.get_run("exp", tmp_path).config["seed"] == 1
+    assert runs.get_run("exp2", tmp_path).config["seed"] == 2
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_finalize_skips_taken_name_even_if_created_meanwhile(tmp_path):
+    tmp = runs.new_run_dir(tmp_path, "race")
+    runs.write_status(tmp, "complete")
+    (tmp_path / "race").mkdir()
+    (tmp_path / "race" / "config.json").write_text("{}")
+    final = runs.finalize_run_dir(tmp, tmp_path, "race")
+    assert final.name == "race2"
+    assert (tmp_path / "race" / "config.json").read_text() == "{}"
+
+
+def test_list_and_get_runs(tmp_path):
+    _make_run(tmp_path, "one")
+    _make_run(tmp_path, "two", status="interrupted")
+    runs.new_run_dir(tmp_path, "in-progress")  # a temporary folder is not a run
+    (tmp_path / "not-a-run").mkdir()
+    listed = {r.name: r for r in runs.list_runs(tmp_path)}
+    assert set(listed) == {"one", "two"}
+    assert listed["two"].status == "interrupted"
+    assert listed["one"].threshold == 0.5
+    assert listed["one"].temperature == 1.0
+    assert runs.get_run(str(tmp_path / "one")).name == "one"
+    with pytest.raises(runs.RunError, match="no run 'three'"):
+        runs.get_run("three", tmp_path)
+    assert runs.list_runs(tmp_path / "missing") == []
+
+
+def test_run_reads_files(tmp_path):
+    path = _make_run(tmp_path, "r")
+    pred = pd.DataFrame({"path": ["a.jpg", "b.jpg"], "label": [0, 1], "p_fake": [0.2, 0.9],
+                         "split": ["test", "test"], "dataset": ["d", "d"]})
+    runs.write_csv_atomic(path / "predictions.csv", pred)
+    runs.write_json_atomic(path / "metrics.json", {"test": {"accuracy": 1.0, "roc_auc": float("nan")}})
+    runs.write_json_atomic(path / "calibration.json", {"temperature": 1.7, "threshold": 0.42})
+    run = runs.get_run("r", tmp_path)
+    assert run.predictions()["p_fake"].tolist() == [0.2, 0.9]
+    assert run.metrics()["test"]["roc_auc"] is None  # NaN written as null, valid JSON
+    assert run.threshold == 0.42 and run.temperature == 1.7
+    assert run.history().empty
+    assert run.summary()["accuracy"] == 1.0
+    with pytest.raises(runs.RunError, match="no model.keras"):
+        runs.load_model(run)
+
+
+def test_atomic_json_handles_numpy_and_nan(tmp_path):
+    import numpy as np
+
+    p = runs.write_json_atomic(tmp_path / "x.json", {"a": np.float32(1.5), "b": np.int64(3), "c": math.inf,
+                                                     "d": np.arange(2), "e": tmp_path})
+    data = json.loads(p.read_text())
+    assert data == {"a": 1.5, "b": 3, "c": None, "d": [0, 1], "e": str(tmp_path)}
+    assert [f.name for f in tmp_path.iterdir()] == ["x.json"]  # no temp file left behind
+
+
+def test_corrupt_json_gives_clear_error(tmp_path):
+    path = _make_run(tmp_path, "bad")
+    (path / "metrics.json").write_text("{not json")
+    with pytest.raises(runs.RunError, match="cannot read"):
+        runs.get_run("bad", tmp_path).metrics()
+
+
+def test_safe_name():
+    assert runs.safe_name("my run/1") == "my-run-1"
+    assert runs.safe_name("../..") == "run"
