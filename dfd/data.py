@@ -64,6 +64,7 @@ class DatasetIndex:
     layout: str
     frame: pd.DataFrame
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)  # the folder (or CSV) of each dataset found below root
 
     def split(self, name: str) -> pd.DataFrame:
         return self.frame[self.frame["split"] == name].reset_index(drop=True)
@@ -76,10 +77,21 @@ class DatasetIndex:
         return table
 
     def fingerprint(self) -> str:
-        """A hash of (relative path, label, split) of every row: equal fingerprints, equal data index."""
+        """A hash of (relative path, label, split) of every row: equal fingerprints, equal data index.
+
+        Paths are taken relative to the parent of each dataset's own folder, so the fingerprint does not
+        depend on which parent folder the index was made from.
+        """
         digest = hashlib.sha256()
+        bases = sorted({str(f.parent if f.is_dir() else f.parent.parent) for f in self.folders} or {str(self.root)},
+                       key=len, reverse=True)
+
+        def relative(p: str) -> str:
+            base = next((b for b in bases if p.startswith(b + os.sep)), str(self.root))
+            return os.path.relpath(p, base)
+
         rel = sorted(
-            f"{os.path.relpath(p, self.root)}|{lab}|{sp}"
+            f"{relative(p)}|{lab}|{sp}"
             for p, lab, sp in zip(self.frame["path"], self.frame["label"], self.frame["split"], strict=True)
         )
         digest.update("\n".join(rel).encode())
@@ -263,7 +275,8 @@ def index_dataset(root: str | Path, *, val_frac: float = 0.15, test_frac: float 
                            f"{SUPPORTED_LAYOUTS}")
     frame["label"] = frame["label"].astype(np.int64)
     layout = found[0][1] if len({lay for _, lay in found}) == 1 else "mixed"
-    return DatasetIndex(root=root if root.is_dir() else root.parent, layout=layout, frame=frame, skipped=skipped)
+    return DatasetIndex(root=root if root.is_dir() else root.parent, layout=layout, frame=frame, skipped=skipped,
+                        folders=[folder for folder, _ in found])
 
 
 def find_unreadable(paths: Iterable[str]) -> list[tuple[str, str]]:
