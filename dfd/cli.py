@@ -1,0 +1,622 @@
+"""The command line: ``python -m dfd <command>``. Thin: parse arguments, call one library function, print.
+
+Commands: demo, index, train, evaluate, predict, runs, robustness, export (``python -m dfd <command> --help``).
+Bad input (a missing folder, an unknown run, a bad option value) ends with a one-line error on stderr and a
+non-zero exit code, never a traceback; an unreadable image given to ``predict`` only gets its own row.
+Progress bars (tqdm) go to stderr and only show on a terminal; results go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dfd import MODELS_DIR, __version__
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+NEEDS_TENSORFLOW = ("train", "evaluate", "predict", "robustness", "export")
+
+
+class CliError(Exception):
+    """A bad input: printed as one line, exit code 1."""
+
+
+def _bar(total: float | None, desc: str, unit: str = "it") -> Any:
+    from tqdm import tqdm
+
+    # disable=None: shown on a terminal only, so piped output and logs stay clean.
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def _counter(bar: Any) -> Callable[[int, int], None]:
+    """A progress(done, total) callback driving a tqdm bar."""
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return progress
+
+
+def _table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "(none)"
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
+                           "display.max_colwidth", 80):
+        return frame.to_string(index=False, float_format=_num)
+
+
+def _num(value: float) -> str:
+    return f"{value:.4f}".rstrip("0").rstrip(".") if pd.notna(value) else "-"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return _num(value)
+    return "-" if value is None else str(value)
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the C++ start-up chatter (oneDNN, CPU features) kept off stderr.
+
+    Those lines are printed before absl logging is initialised, so no environment variable silences them;
+    file descriptor 2 is pointed at /dev/null for the import only. Python exceptions still propagate.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _existing(path: str, what: str = "folder") -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CliError(f"{what} not found: {p}")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------------
+# demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dfd import demo
+
+    custom = (args.n_per_class, args.size, args.seed) != (demo.DEFAULT_N_PER_CLASS, demo.DEFAULT_SIZE, 0)
+    if args.dest is None:
+        if custom:
+            raise CliError("--n-per-class, --size and --seed need --dest (the cached demo uses the defaults)")
+        target = demo.default_demo_path()
+        existed = (target / demo.MANIFEST).exists()
+        path = demo.demo_dir()
+        print(f"demo dataset {'already at' if existed else 'written to'} {path}")
+    else:
+        dest = Path(args.dest).expanduser()
+        if (dest / "real-vs-fake").exists():
+            raise CliError(f"{dest / 'real-vs-fake'} already exists; choose an empty --dest")
+        bar = _bar(2 * args.n_per_class, "demo", "img")
+        try:
+            path = demo.make_demo(dest, n_per_class=args.n_per_class, size=args.size, seed=args.seed,
+                                  progress=_counter(bar))
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        finally:
+            bar.close()
+        print(f"demo dataset written to {path}")
+    from dfd.data import index_dataset
+
+    print(_table(index_dataset(path).counts().reset_index()))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# index
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from dfd import data
+
+    index = data.index_dataset(_existing(args.path, "dataset folder"), val_frac=args.val_frac,
+                               test_frac=args.test_frac, seed=args.seed)
+    print(f"dataset: {index.root}  layout: {index.layout}  images: {len(index.frame)}  "
+          f"fingerprint: {index.fingerprint()}")
+    print(_table(index.counts().reset_index()))
+    if index.frame["dataset"].nunique() > 1:
+        per = index.frame.groupby(["dataset", "split"]).size().unstack(fill_value=0)
+        per = per.reindex(columns=[s for s in data.SPLITS if s in per.columns])
+        print("\nper dataset:")
+        print(_table(per.reset_index()))
+    skipped = list(index.skipped)
+    if args.check:
+        paths = index.frame["path"].tolist()
+        bar = _bar(len(paths), "decoding", "img")
+        try:
+            skipped += data.find_unreadable(_ticking(paths, bar))
+        finally:
+            bar.close()
+    print(f"\nskipped: {len(skipped)}" + ("" if args.check else " (add --check to decode every image)"))
+    for path, reason in skipped[: args.show_skipped]:
+        print(f"  {path}: {reason}")
+    if len(skipped) > args.show_skipped:
+        print(f"  ... and {len(skipped) - args.show_skipped} more (--show-skipped N)")
+    return 0
+
+
+def _ticking(items: Sequence[Any], bar: Any):
+    for item in items:
+        yield item
+        bar.update(1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# train
+
+TRAIN_HELP: dict[str, str] = {
+    "data": "dataset folder (any supported layout) or CSV manifest",
+    "architecture": "model architecture (see the list above)",
+    "image_size": "square input size in pixels (default: the architecture's own size, listed above)",
+    "epochs": "maximum number of epochs",
+    "batch_size": "images per batch",
+    "learning_rate": "peak learning rate (Adam / AdamW)",
+    "warmup_epochs": "epochs of linear learning-rate warm-up from 0",
+    "lr_schedule": "learning-rate schedule after warm-up: cosine or constant",
+    "min_lr_ratio": "cosine decay ends at learning_rate times this",
+    "weight_decay": "weight decay; > 0 switches to AdamW",
+    "seed": "random seed (weights, shuffling, augmentation, the split of unsplit data)",
+    "augment": "training augmentations as JSON, e.g. '{\"flip\": true, \"jpeg_p\": 0.5, \"blur_p\": 0.2}' "
+               "(keys: flip, rotate_deg, zoom, blur_p, blur_sigma, noise_p, noise_sigma, jpeg_p, jpeg_quality); "
+               "'null' for none",
+    "class_weight": "weight classes inversely to their frequency",
+    "patience": "epochs without improvement before early stopping (0: never stop early)",
+    "monitor": "metric for early stopping and the best checkpoint: val_loss, val_auc or val_accuracy",
+    "val_frac": "validation fraction, for datasets without a split",
+    "test_frac": "test fraction, for datasets without a split",
+    "name": "run folder name (default: the architecture); never overwrites: name2, name3, ...",
+    "runs_dir": "folder holding the runs",
+    "limit": "at most this many images per split (stratified): quick runs and tests",
+    "datasets": "keep only these datasets (values of the index's dataset column, see `dfd index`)",
+    "arch_kwargs": "extra architecture arguments as JSON, e.g. '{\"dropout\": 0.3}'",
+    "strategy": "tf.distribute strategy: 'mirrored' for all GPUs (else all CPUs); default: none",
+    "predict_splits": "splits to predict into predictions.csv after training",
+    "notes": "free text stored in config.json",
+}
+
+
+def _field_kind(annotation: Any) -> str:
+    text = str(annotation)
+    for kind in ("bool", "dict", "list", "float", "int"):
+        if kind in text:
+            return kind
+    return "str"
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({exc.msg})") from exc
+
+
+def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    from dfd.train import TrainConfig
+
+    for f in fields(TrainConfig):
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
+        flag = "--" + f.name.replace("_", "-")
+        help_text = TRAIN_HELP.get(f.name, f"TrainConfig.{f.name}")
+        shown = "the demo dataset" if f.name == "data" else json.dumps(default) if default is not None else "none"
+        if "default" not in help_text:
+            help_text += f" (default: {shown})"
+        kind = _field_kind(f.type)
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif kind == "dict":
+            parser.add_argument(flag, type=_json_arg, metavar="JSON", **kw)
+        elif kind == "list":
+            parser.add_argument(flag, nargs="+", metavar=f.name.upper().rstrip("S"), **kw)
+        else:
+            parse = {"int": int, "float": float, "str": str}[kind]
+            parser.add_argument(flag, type=_optional(parse) if "None" in str(f.type) else parse,
+                                metavar=f.name.upper(), **kw)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dfd import train
+
+    options = {f.name: getattr(args, f.name) for f in fields(train.TrainConfig) if hasattr(args, f.name)}
+    if not options.get("data"):
+        from dfd import demo
+
+        options["data"] = str(demo.demo_dir())
+        print(f"no --data given: training on the demo dataset at {options['data']}", file=sys.stderr)
+    else:
+        _existing(options["data"], "dataset folder")
+    config = train.TrainConfig.from_dict(options)
+    bar = _bar(config.epochs, "train", "epoch")
+
+    def progress(epoch: float, epochs: int, logs: dict[str, Any]) -> None:
+        bar.total = epochs
+        bar.n = round(float(epoch), 2)
+        shown = {k: f"{v:.3f}" for k, v in logs.items() if isinstance(v, (int, float)) and k != "batch"}
+        bar.set_postfix(shown, refresh=False)
+        bar.refresh()
+        if float(epoch).is_integer() and logs and not bar.disable:
+            bar.write(f"epoch {int(epoch)}/{epochs}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+
+    try:
+        path = train.train(config, progress=progress)
+    finally:
+        bar.close()
+    from dfd import runs
+
+    run = runs.get_run(path)
+    summary = run.summary()
+    print(f"run: {run.name}  status: {run.status}  epochs: {_fmt(summary.get('epochs_run'))}  "
+          f"test accuracy: {_fmt(summary.get('accuracy'))}  test ROC AUC: {_fmt(summary.get('roc_auc'))}")
+    bad = run.bad_files()
+    if len(bad):
+        print(f"unreadable files skipped: {len(bad)} (listed in {run.path / 'bad_files.csv'})")
+    print(run.path)
+    return 0 if run.status == "complete" else EXIT_INTERRUPTED
+
+
+# ----------------------------------------------------------------------------------------------------------
+# runs, evaluate, robustness
+
+
+def _run(name: str, runs_dir: str) -> Any:
+    from dfd import runs
+
+    return runs.get_run(name, runs_dir)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from dfd import runs
+
+    found = runs.list_runs(args.runs_dir)
+    if not found:
+        print(f"no runs in {args.runs_dir}")
+        return 0
+    table = pd.DataFrame([r.summary() for r in found])
+    columns = ["name", "status", "architecture", "image_size", "dataset", "epochs_run", "accuracy", "roc_auc",
+               "f1", "train_seconds", "started"]
+    table = table[[c for c in columns if c in table.columns]]
+    if args.csv:
+        _write_csv(table, args.csv)
+    else:
+        print(_table(table))
+    return 0
+
+
+def _metrics_line(report: dict[str, Any]) -> str:
+    keys = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "ece")
+    return "  ".join(f"{k} {_fmt(report.get(k))}" for k in keys if k in report)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dfd import evaluate, runs
+
+    run = _run(args.run, args.runs_dir)
+    _existing(args.data, "dataset folder")
+    bar = _bar(None, f"evaluate {run.name}", "img")
+    try:
+        folder = evaluate.evaluate_run(run, args.data, split=args.split, tag=args.tag, limit=args.limit,
+                                       dataset=args.dataset, batch_size=args.batch_size, progress=_counter(bar))
+    finally:
+        bar.close()
+    report = runs.read_json(folder / "metrics.json", {}) or {}
+    print(f"run {run.name} on {Path(args.data).expanduser().resolve()} ({args.split}), "
+          f"threshold {_fmt(report.get('threshold', 0.5))}:")
+    for key, value in report.items():
+        if isinstance(value, dict) and "accuracy" in value:
+            print(f"  {key}: " + _metrics_line(value))
+    calibrated = report.get("calibrated")
+    if isinstance(calibrated, dict):
+        print(f"calibrated (the run's temperature, threshold {_fmt(calibrated.get('threshold'))}):")
+        for key, value in calibrated.items():
+            if isinstance(value, dict) and "accuracy" in value:
+                print(f"  {key}: " + _metrics_line(value))
+    errors = runs._read_csv(folder / "errors.csv", ["path", "reason"])
+    if len(errors):
+        print(f"  unreadable files skipped: {len(errors)} (listed in {folder / 'errors.csv'})")
+    print(folder)
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from dfd import evaluate
+
+    run = _run(args.run, args.runs_dir)
+    _existing(args.data, "dataset folder")
+    bar = _bar(len(evaluate.ROBUSTNESS_SWEEP), f"robustness {run.name}", "condition")
+    try:
+        table = evaluate.robustness(run, args.data, split=args.split, limit=args.limit, batch_size=args.batch_size,
+                                    progress=_counter(bar))
+    finally:
+        bar.close()
+    print(_table(table))
+    print(run.path / "robustness.csv")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# predict
+
+
+def _expand(paths: Sequence[str]) -> list[Path]:
+    """Files as given (whatever their extension), and image files found (recursively) in folders."""
+    from dfd.imaging import IMAGE_EXTENSIONS
+
+    out: list[Path] = []
+    for text in paths:
+        p = Path(text).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                raise CliError(f"no image files in folder {p}")
+            out += found
+        elif p.exists():
+            out.append(p)
+        else:
+            raise CliError(f"file or folder not found: {p}")
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    files = _expand(args.paths)
+    run = _run(args.run, args.runs_dir)
+    from dfd import detect
+
+    detector = detect.Detector(run)
+    threshold = detector.threshold if args.threshold is None else args.threshold
+    bar = _bar(len(files), "predict", "img")
+    results = []
+    try:
+        for f in files:
+            results.append(detector.analyse(f, name=str(f), threshold=threshold, find_faces=not args.whole_image))
+            bar.update(1)
+    finally:
+        bar.close()
+    table = detect.results_table(results, threshold)
+    if args.csv:
+        _write_csv(table, args.csv)
+    else:
+        shown = table.astype(object).copy()
+        shown["face"] = [("" if pd.isna(v) else str(int(v))) for v in table["face"]]
+        shown["p_fake"] = [("" if pd.isna(v) else f"{v:.4f}") for v in table["p_fake"]]
+        print(_table(shown))
+        n_bad = sum(not r.ok for r in results)
+        n_fake = int((table["verdict"] == "fake").sum())
+        print(f"\n{len(results)} image(s), {len(table) - n_bad} judged region(s): {n_fake} fake at threshold "
+              f"{threshold:.3f} (run {detector.name}); {n_bad} unreadable")
+    return 0
+
+
+def _write_csv(table: pd.DataFrame, target: str) -> None:
+    if target == "-":
+        table.to_csv(sys.stdout, index=False)
+    else:
+        path = Path(target).expanduser()
+        if not path.parent.is_dir():
+            raise CliError(f"folder not found for --csv: {path.parent}")
+        table.to_csv(path, index=False)
+        print(f"wrote {len(table)} row(s) to {path}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from dfd import export
+    except ImportError as exc:
+        raise CliError("TFLite export is not available in this version (dfd.export is missing)") from exc
+    run = _run(args.run, args.runs_dir)
+    fn = getattr(export, "export_tflite", None) or getattr(export, "export_run", None)
+    if fn is None:
+        raise CliError("dfd.export has no export_tflite(run, ...) function")
+    kwargs: dict[str, Any] = {}
+    if args.kind != "both":
+        kwargs["kinds"] = (args.kind,)
+    if args.out:
+        kwargs["out_dir"] = args.out
+    if args.calibration_data:
+        kwargs["data_root"] = _existing(args.calibration_data, "calibration dataset folder")
+    result = fn(run, **kwargs)
+    if isinstance(result, dict):
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    elif isinstance(result, (list, tuple)):
+        for item in result:
+            print(item)
+    else:
+        print(result)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the parser
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _runs_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", default=str(MODELS_DIR), metavar="DIR", help="folder holding the runs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dfd import demo
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dfd", formatter_class=_Formatter,
+        description="Deepfake image detection: datasets, training, evaluation and detection from the shell.",
+        epilog="Each command has its own --help. Labels: fake = 1, real = 0; models output P(fake).")
+    parser.add_argument("--version", action="version", version=f"dfd {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up log lines on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", formatter_class=_Formatter, help="make the built-in (synthetic) demo dataset",
+                       description="Generate the demo dataset: procedurally drawn faces as 'real', the same kind of "
+                                   "faces with a GAN-like checkerboard upsampling fingerprint as 'fake', in the 140k "
+                                   "layout (real-vs-fake/{train,valid,test}/{real,fake}). Deterministic for a seed. "
+                                   "Without --dest it goes to the cache the app uses ($DFD_DEMO_DIR or "
+                                   "~/.cache/dfd/demo-v1) with the default parameters.")
+    p.add_argument("--dest", metavar="DIR", help="write here instead of the cache (must not hold a demo yet)")
+    p.add_argument("--n-per-class", type=int, default=demo.DEFAULT_N_PER_CLASS, metavar="N",
+                   help="images per class in total, split 70/15/15 into train/valid/test")
+    p.add_argument("--size", type=int, default=demo.DEFAULT_SIZE, metavar="PX", help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("index", formatter_class=_Formatter, help="count images per split and class; list skipped files",
+                       description="Find the dataset layout(s) at PATH (or below it) and print the images per split "
+                                   "and class, and the files skipped (not images; with --check also unreadable).")
+    p.add_argument("path", metavar="PATH", help="dataset folder, a parent of several, or a CSV manifest")
+    p.add_argument("--val-frac", type=float, default=0.15, help="validation fraction for data without a split")
+    p.add_argument("--test-frac", type=float, default=0.15, help="test fraction for data without a split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stable split for data without one")
+    p.add_argument("--check", action="store_true", help="decode every image to find truncated or corrupt files")
+    p.add_argument("--show-skipped", type=int, default=20, metavar="N", help="list at most N skipped files")
+    p.set_defaults(func=cmd_index)
+
+    from dfd.models import ARCHITECTURES, DEFAULT_SIZES
+
+    archs = "\n".join(f"  {name:<20} {DEFAULT_SIZES.get(name, '?')} px  {text}" for name, text in ARCHITECTURES.items())
+    p = sub.add_parser("train", formatter_class=_Formatter, help="train a model; prints the run folder",
+                       description="Train a CNN on a dataset and write a run folder (config.json, history.csv, "
+                                   "model.keras, predictions.csv, metrics.json, status.json). Ctrl-C stops after "
+                                   "the current batch and keeps the run as 'interrupted'.\n\narchitectures:\n"
+                                   + archs)
+    _add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", formatter_class=_Formatter, help="score a run on a dataset folder",
+                       description="Predict a split of a dataset with a run's model and write "
+                                   "<run>/evals/<tag>/{predictions.csv,metrics.json,errors.csv}.")
+    p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
+    p.add_argument("data", metavar="DATA", help="dataset folder (any supported layout) or CSV manifest")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
+    p.add_argument("--tag", help="name of the evaluation folder (default: <data folder>-<split>)")
+    p.add_argument("--limit", type=int, help="at most this many images (stratified)")
+    p.add_argument("--dataset", help="only this dataset (the index's dataset column) when DATA holds several")
+    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
+    _runs_dir(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", formatter_class=_Formatter, help="P(fake) and a verdict per face",
+                       description="Judge images: each face found (OpenCV Haar) is cropped as in training and gets "
+                                   "P(fake) and a verdict at the run's threshold; with no face the whole image is "
+                                   "judged. Unreadable files get a row with the error. Same code as the app's "
+                                   "Detect page (dfd.detect.Detector).")
+    p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders (searched recursively)")
+    p.add_argument("--run", default="default", help="run name (in --runs-dir) or run folder path")
+    p.add_argument("--threshold", type=float, help="decision threshold on P(fake) (default: the run's calibrated one)")
+    p.add_argument("--whole-image", action="store_true", help="judge whole images; do not look for faces")
+    p.add_argument("--csv", metavar="FILE", help="write the table as CSV to FILE ('-' for stdout)")
+    _runs_dir(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("runs", formatter_class=_Formatter, help="list runs with their key metrics",
+                       description="List the runs in --runs-dir, newest first, with status and test metrics.")
+    p.add_argument("--csv", metavar="FILE", help="write the table as CSV to FILE ('-' for stdout)")
+    _runs_dir(p)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("robustness", formatter_class=_Formatter, help="accuracy under JPEG, blur and noise",
+                       description="Score a run on a split under JPEG re-compression, Gaussian blur and noise; "
+                                   "writes robustness.csv/json in the run folder.")
+    p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
+    p.add_argument("data", metavar="DATA", help="dataset folder (any supported layout) or CSV manifest")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
+    p.add_argument("--limit", type=int, help="at most this many images (stratified)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
+    _runs_dir(p)
+    p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("export", formatter_class=_Formatter, help="export a run to TensorFlow Lite (float, int8)",
+                       description="Convert a run's model to TensorFlow Lite: float32 and int8 (post-training "
+                                   "quantisation calibrated on images of the run's dataset).")
+    p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
+    p.add_argument("--kind", default="both", choices=["float", "int8", "both"], help="which model(s) to write")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: the run folder)")
+    p.add_argument("--calibration-data", metavar="DIR",
+                   help="images for int8 calibration (default: the run's training data)")
+    _runs_dir(p)
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """The library's 'bad input' exceptions (imported lazily: their modules are cheap and TF-free)."""
+    from dfd.data import DatasetError
+    from dfd.imaging import ImageError
+    from dfd.runs import RunError
+
+    errors: list[type[BaseException]] = [CliError, DatasetError, ImageError, RunError]
+    for module, name in (("dfd.train", "TrainError"), ("dfd.evaluate", "EvaluationError"),
+                         ("dfd.export", "ExportError")):
+        with contextlib.suppress(ImportError, AttributeError):
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m dfd``; returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Keras' advice to library authors (e.g. "shuffle=True ... will be ignored") is noise on a command line.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if args.command in NEEDS_TENSORFLOW and not args.verbose:
+        _import_tensorflow_quietly()
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"dfd {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _known_errors() as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"dfd {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, ValueError) as exc:  # e.g. a disk full or permission problem: still one line
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"dfd {args.command}: error: {type(exc).__name__}: {message}", file=sys.stderr)
+        return EXIT_ERROR
