@@ -1,0 +1,415 @@
+"""Detection: find faces, crop them as the training images are cropped, P(fake) per face, Grad-CAM heatmaps.
+
+Serving path (the CLI ``predict`` and the app's Detect page both use :class:`Detector`)::
+
+    bytes / path ──► dfd.imaging.load_image (EXIF, RGB) ──► Haar face finding ──► crop with margin, square
+        ──► dfd.imaging.prepare (resize, float32 0..255: the training path) ──► compiled model call
+        ──► temperature (calibration.json) ──► P(fake), verdict at the run's threshold
+
+Face crops. The training images are face crops that include hair and some background: on the shared sets the
+OpenCV Haar box covers about 0.66 of the image side (faces-140k, real-and-fake-face) or 0.46 (lfw-faceswap).
+So each face is cut out as a square ``MARGIN`` (1.8) times the Haar box, centred a little above the box centre
+(the training crops show more forehead and hair than chin); if that square would cover most of the picture
+(``WHOLE_IF_COVERS``), the picture already is a face crop like the training images and is judged whole.
+Where no face is found the whole image is judged, and :attr:`ImageResult.whole_image` says so.
+
+Face finder: OpenCV's Haar cascade (``haarcascade_frontalface_default``, then ``alt2`` when the first finds
+nothing). Measured on 350 shared images (every one a face; lfw-faceswap, faces-140k-mini, real-and-fake-face):
+the pair finds a plausible face in 333 (95%: 124/125, 74/75, 135/150); the first cascade alone in 328;
+histogram equalisation first did not help (and lost a face pasted on a flat background). MTCNN was not
+measured: it is not installed and would add a TensorFlow-based dependency. Latency: bench/detect_latency.py.
+
+Thread safety: one :class:`Detector` is shared by every session of the app. The model call is a
+``tf.function`` with a fixed input signature (traced once, under a lock); TensorFlow runs concurrent calls
+safely. OpenCV cascades are not documented as thread-safe, so each thread gets its own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from dfd import imaging
+
+if TYPE_CHECKING:
+    import keras
+
+MARGIN = 1.8
+"""Crop side / Haar box side, as in the training images (face plus hair and some background)."""
+LIFT = 0.06
+"""The crop centre sits this fraction of the box side above the box centre."""
+WHOLE_IF_COVERS = 0.65
+"""If the crop side would be at least this fraction of the image's shorter side, judge the whole image."""
+CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
+DETECT_MAX_SIDE = 640
+"""Face finding runs on a copy shrunk to at most this many pixels on its longer side (speed)."""
+MIN_FACE_FRACTION = 0.08
+"""Faces smaller than this fraction of the image's shorter side are ignored (too few pixels to judge)."""
+MAX_FACES = 12
+FAKE_COLOUR = (211, 47, 47)
+REAL_COLOUR = (46, 125, 50)
+
+CAVEATS = (
+    "P(fake) is the model's estimate that the picture is a manipulated or generated face **of the kinds it "
+    "was trained on**; it is not proof either way.",
+    "Detectors do much worse on fakes from other generators or editing tools, and on other datasets, than on "
+    "their own test set (cross-dataset generalisation): a 'real' verdict does not clear an image.",
+    "Heavy JPEG compression, resizing, filters, screenshots and blur change the evidence the model relies on "
+    "and can flip a verdict in either direction.",
+    "Only faces are judged. Faces the Haar finder misses (profile, small, occluded) are not; if none is "
+    "found the whole picture is judged, which is less reliable.",
+    "Use the result as one signal among others (source, context, metadata), never as the only one.",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class FaceResult:
+    """One judged region: the face box as found (or the whole image), the crop judged, P(fake), verdict."""
+
+    box: tuple[int, int, int, int]
+    p_fake: float
+    verdict: str
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def verdict_at(self, threshold: float) -> str:
+        return verdict(self.p_fake, threshold)
+
+
+@dataclass
+class ImageResult:
+    """The analysis of one image. ``error`` is set (and ``faces`` empty) when it could not be read."""
+
+    name: str
+    error: str | None = None
+    faces: list[FaceResult] = field(default_factory=list)
+    whole_image: bool = False
+    image: np.ndarray | None = field(default=None, repr=False)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def max_p_fake(self) -> float | None:
+        return max((f.p_fake for f in self.faces), default=None)
+
+
+def verdict(p_fake: float, threshold: float) -> str:
+    return "fake" if p_fake >= threshold else "real"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Face finding and cropping
+
+
+class FaceFinder:
+    """OpenCV Haar face finder; one cascade set per thread (cascades are not documented thread-safe)."""
+
+    def __init__(self, cascades: Sequence[str] = CASCADES) -> None:
+        self.cascades = tuple(cascades)
+        self._local = threading.local()
+
+    def _classifiers(self) -> list[cv2.CascadeClassifier]:
+        classifiers = getattr(self._local, "classifiers", None)
+        if classifiers is None:
+            classifiers = []
+            for name in self.cascades:
+                path = name if os.path.isabs(name) else os.path.join(cv2.data.haarcascades, name)
+                clf = cv2.CascadeClassifier(path)
+                if clf.empty():
+                    raise RuntimeError(f"cannot load the OpenCV face cascade {path}")
+                classifiers.append(clf)
+            self._local.classifiers = classifiers
+        return classifiers
+
+    def find(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Face boxes (x, y, w, h) in ``img`` pixels, largest first (at most ``MAX_FACES``)."""
+        h, w = img.shape[:2]
+        scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        if scale < 1.0:
+            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
+                              interpolation=cv2.INTER_AREA)
+        min_side = max(20, int(MIN_FACE_FRACTION * min(grey.shape[:2])))
+        boxes: list[tuple[int, int, int, int]] = []
+        for clf in self._classifiers():
+            found = clf.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+            if len(found):
+                boxes = [tuple(int(round(v / scale)) for v in b) for b in found]
+                break
+        boxes = _suppress_overlaps(boxes)
+        boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
+        return boxes[:MAX_FACES]
+
+
+def _suppress_overlaps(boxes: list[tuple[int, int, int, int]], max_iou: float = 0.3):
+    """Drop boxes that overlap a larger one (duplicate detections of one face)."""
+    kept: list[tuple[int, int, int, int]] = []
+    for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
+        if all(_iou(b, k) <= max_iou and not _inside(b, k) for k in kept):
+            kept.append(b)
+    return kept
+
+
+def _iou(a, b) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union else 0.0
+
+
+def _inside(small, big) -> bool:
+    return (small[0] >= big[0] and small[1] >= big[1]
+            and small[0] + small[2] <= big[0] + big[2] and small[1] + small[3] <= big[1] + big[3])
+
+
+def face_crop(box: tuple[int, int, int, int], shape: tuple[int, ...], margin: float = MARGIN,
+              whole_if: float = WHOLE_IF_COVERS) -> tuple[int, int, int, int]:
+    """The square region (x, y, side, side) judged for a face ``box`` in an image of ``shape``.
+
+    ``margin`` times the box side, centred ``LIFT`` of the box above the box centre, shifted to stay inside
+    the image; the whole image when that square would cover ``whole_if`` of the shorter side or more.
+    """
+    h, w = shape[:2]
+    x, y, bw, bh = box
+    side = margin * max(bw, bh)
+    if side >= whole_if * min(h, w):
+        return (0, 0, w, h)
+    side = int(round(min(side, min(h, w))))
+    cx = x + bw / 2
+    cy = y + bh / 2 - LIFT * max(bw, bh)
+    x0 = int(round(min(max(cx - side / 2, 0), w - side)))
+    y0 = int(round(min(max(cy - side / 2, 0), h - side)))
+    return (x0, y0, side, side)
+
+
+def cut(img: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = region
+    return img[y:y + h, x:x + w]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The detector
+
+
+class Detector:
+    """A run's model, ready to judge images: face finding, one preprocessing path, calibrated P(fake).
+
+    ``Detector(run)`` takes a :class:`dfd.runs.Run`, a run name (in ``models/``) or a run folder path.
+    """
+
+    def __init__(self, run: Any, *, margin: float = MARGIN, find_faces: bool = True) -> None:
+        from dfd import runs
+
+        run = runs.get_run(run)
+        model = runs.load_model(run)
+        size = int(run.config.get("image_size") or model.input_shape[1])
+        self.run = run
+        self.name = run.name
+        self._setup(model, size, run.threshold, run.temperature, margin, find_faces)
+
+    @classmethod
+    def from_model(cls, model: keras.Model, image_size: int | None = None, *, threshold: float = 0.5,
+                   temperature: float = 1.0, margin: float = MARGIN, find_faces: bool = True,
+                   name: str = "model") -> Detector:
+        """A detector around an in-memory Keras model (tests, notebooks)."""
+        self = cls.__new__(cls)
+        self.run = None
+        self.name = name
+        self._setup(model, int(image_size or model.input_shape[1]), threshold, temperature, margin, find_faces)
+        return self
+
+    def _setup(self, model: keras.Model, image_size: int, threshold: float, temperature: float,
+               margin: float, find_faces: bool) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.image_size = int(image_size)
+        self.threshold = float(threshold)
+        self.temperature = float(temperature) if temperature and temperature > 0 else 1.0
+        self.margin = float(margin)
+        self.find_faces = bool(find_faces)
+        self.finder = FaceFinder()
+        self._lock = threading.Lock()
+        self._grad_model: Any = None
+        self._logit_fn: Any = None
+        spec = tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.float32)
+        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        with self._lock:  # trace once now, so concurrent first calls do not race to trace
+            self._call(tf.zeros((1, self.image_size, self.image_size, 3), tf.float32))
+
+    # -- prediction ------------------------------------------------------------------------------------
+
+    def calibrate(self, p: np.ndarray) -> np.ndarray:
+        """Apply the run's temperature: p -> sigmoid(logit(p) / T)."""
+        p = np.asarray(p, dtype=np.float64)
+        if self.temperature == 1.0:
+            return p
+        from dfd.evaluate import apply_temperature
+
+        return apply_temperature(p, self.temperature)
+
+    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """P(fake) (calibrated) for a float32 batch (n, size, size, 3) with values 0..255."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim == 3:
+            batch = batch[None]
+        if batch.shape[1:] != (self.image_size, self.image_size, 3):
+            raise ValueError(f"expected images of shape ({self.image_size}, {self.image_size}, 3), "
+                             f"got {batch.shape[1:]}")
+        if not len(batch):
+            return np.zeros(0)
+        out = self._call(batch)
+        return self.calibrate(np.asarray(out, dtype=np.float64).reshape(-1))
+
+    def regions(self, img: np.ndarray, find_faces: bool | None = None
+                ) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
+        """(face boxes, crops judged) for an RGB image; the whole image (no boxes) when no face is found."""
+        find_faces = self.find_faces if find_faces is None else find_faces
+        boxes = self.finder.find(img) if find_faces else []
+        if not boxes:
+            h, w = img.shape[:2]
+            return [], [(0, 0, w, h)]
+        return boxes, [face_crop(b, img.shape, self.margin) for b in boxes]
+
+    def analyse(self, source: imaging.Source | np.ndarray, name: str | None = None,
+                threshold: float | None = None, find_faces: bool | None = None) -> ImageResult:
+        """Judge one image (path, bytes, file object or RGB array). Never raises for a bad image.
+
+        ``find_faces`` False judges the whole image (None: the detector's setting).
+        """
+        t0 = time.perf_counter()
+        if name is None:
+            name = Path(source).name if isinstance(source, (str, Path)) else str(getattr(source, "name", "image"))
+        threshold = self.threshold if threshold is None else float(threshold)
+        try:
+            img = source if isinstance(source, np.ndarray) else imaging.load_image(source)
+        except imaging.ImageError as exc:
+            return ImageResult(name=name, error=str(exc), seconds=time.perf_counter() - t0)
+        try:
+            boxes, crops = self.regions(img, find_faces)
+            batch = np.stack([imaging.prepare(cut(img, c), self.image_size) for c in crops])
+            probs = self.predict_arrays(batch)
+        except Exception as exc:  # noqa: BLE001 - one image's failure is reported in its row; the batch goes on
+            return ImageResult(name=name, error=f"analysis failed: {type(exc).__name__}: {exc}", image=img,
+                               seconds=time.perf_counter() - t0)
+        whole = not boxes
+        faces = [FaceResult(box=(boxes[i] if boxes else crops[i]), p_fake=float(p), verdict=verdict(float(p), threshold),
+                            crop=crops[i]) for i, p in enumerate(probs)]
+        return ImageResult(name=name, faces=faces, whole_image=whole, image=img, seconds=time.perf_counter() - t0)
+
+    def analyse_many(self, sources: Iterable[tuple[str, Any]], threshold: float | None = None,
+                     find_faces: bool | None = None) -> list[ImageResult]:
+        """:meth:`analyse` for each (name, source); every item gets a result, errors included."""
+        return [self.analyse(src, name=name, threshold=threshold, find_faces=find_faces) for name, src in sources]
+
+    # -- explanation -----------------------------------------------------------------------------------
+
+    def _explainer(self) -> tuple[Any, Any]:
+        """(grad model: input -> [feature maps, pre-sigmoid input], head) built once."""
+        with self._lock:
+            if self._grad_model is None:
+                import keras
+
+                from dfd import models
+
+                layer = self.model.get_layer(models.feature_layer(self.model))
+                head = self.model.layers[-1]
+                head_in = head.input if isinstance(head, keras.layers.Dense) else self.model.output
+                self._grad_model = keras.Model(self.model.inputs, [layer.output, head_in])
+                self._head = head if isinstance(head, keras.layers.Dense) else None
+            return self._grad_model, self._head
+
+    def heatmap(self, img: np.ndarray, *, toward: str | None = None) -> np.ndarray:
+        """Grad-CAM map (size x size, 0..1) for one RGB crop: where the evidence for ``toward`` lies.
+
+        ``toward`` is "fake" or "real"; None explains the model's own verdict. The gradient is taken of the
+        pre-sigmoid logit (the sigmoid saturates), at the last layer with a spatial output.
+        """
+        import tensorflow as tf
+
+        grad_model, head = self._explainer()
+        x = tf.convert_to_tensor(imaging.prepare(img, self.image_size)[None])
+        with tf.GradientTape() as tape:
+            feats, pre = grad_model(x, training=False)
+            if head is not None:
+                logit = tf.matmul(pre, tf.cast(head.kernel, pre.dtype)) + tf.cast(head.bias, pre.dtype)
+            else:
+                p = tf.clip_by_value(tf.cast(pre, tf.float32), 1e-6, 1 - 1e-6)
+                logit = tf.math.log(p / (1 - p))
+            logit = tf.reshape(tf.cast(logit, tf.float32), [])
+            if toward is None:
+                toward = "fake" if float(logit) >= 0 else "real"
+            score = logit if toward == "fake" else -logit
+        grads = tape.gradient(score, feats)
+        weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feats, tf.float32), axis=-1))[0].numpy()
+        if cam.max() > 0:
+            cam = cam / cam.max()
+        return cv2.resize(cam.astype(np.float32), (self.image_size, self.image_size), interpolation=cv2.INTER_LINEAR)
+
+    def heatmap_overlay(self, img: np.ndarray, alpha: float = 0.45, toward: str | None = None) -> np.ndarray:
+        """The crop resized to the model's input with its Grad-CAM map laid over it (uint8 RGB)."""
+        cam = self.heatmap(img, toward=toward)
+        base = imaging.resize(img, self.image_size)
+        colour = cv2.applyColorMap(np.uint8(255 * cam), cv2.COLORMAP_JET)[..., ::-1]
+        return np.clip((1 - alpha) * base + alpha * colour, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Presenting results
+
+
+def draw(result: ImageResult, threshold: float, max_side: int = 900) -> np.ndarray | None:
+    """The image with each judged region outlined, red for fake and green for real, with its P(fake)."""
+    if result.image is None:
+        return None
+    img = result.image
+    h, w = img.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    canvas = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else img.copy()
+    thick = max(2, round(max(canvas.shape[:2]) / 200))
+    for i, face in enumerate(result.faces):
+        colour = FAKE_COLOUR if face.p_fake >= threshold else REAL_COLOUR
+        x, y, bw, bh = (round(v * scale) for v in face.box)
+        if result.whole_image:
+            x, y, bw, bh = thick // 2, thick // 2, canvas.shape[1] - thick, canvas.shape[0] - thick
+        cv2.rectangle(canvas, (x, y), (x + bw, y + bh), colour, thick)
+        label = f"{i + 1}: {face.p_fake:.2f}"
+        font = max(0.4, canvas.shape[1] / 900)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+        ty = y - 4 if y - th - 6 >= 0 else y + th + 6
+        cv2.rectangle(canvas, (x, ty - th - 4), (x + tw + 6, ty + base - 2), colour, -1)
+        cv2.putText(canvas, label, (x + 3, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+def results_table(results: Sequence[ImageResult], threshold: float) -> pd.DataFrame:
+    """One row per judged face (or per unreadable file): file, face, P(fake), verdict, region, note."""
+    rows = []
+    for r in results:
+        if r.error is not None:
+            rows.append({"file": r.name, "face": None, "p_fake": None, "verdict": "error", "box": "",
+                         "note": r.error})
+            continue
+        for i, f in enumerate(r.faces):
+            rows.append({"file": r.name, "face": i + 1, "p_fake": round(f.p_fake, 4),
+                         "verdict": f.verdict_at(threshold), "box": "x{},y{},w{},h{}".format(*f.box),
+                         "note": "no face found: whole image judged" if r.whole_image else ""})
+    return pd.DataFrame(rows, columns=["file", "face", "p_fake", "verdict", "box", "note"])

@@ -1,0 +1,64 @@
+"""Compare runs: a table of every run; overlay curves, compare metrics and configs of the ones picked."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages import _shared
+
+st.title("Compare runs")
+runs = _shared.list_runs()
+if not runs:
+    _shared.require_run()
+    st.stop()
+
+table = _shared.runs_table(runs)
+st.dataframe(table, hide_index=True, key="runs_table", column_config={
+    "params": st.column_config.NumberColumn(format="compact"),
+    **{c: st.column_config.NumberColumn(format="%.3f") for c in
+       ("best val acc", "best val loss", "test acc", "test AUC", "test F1")},
+    "train time (s)": st.column_config.NumberColumn(format="%.0f"),
+})
+st.caption(f"{len(runs)} runs in `{_shared.runs_root()}`, newest first. Test metrics at each run's own "
+           "threshold, from its metrics.json.")
+
+names = [r.name for r in runs]
+picked = st.multiselect("Runs to compare", names, default=names[: min(3, len(names))], key="cmp_runs")
+if len(picked) < 1:
+    st.info("Pick one or more runs.")
+    st.stop()
+chosen = [r for r in runs if r.name in picked]
+
+st.subheader("Curves")
+metric = st.segmented_control("Curve", ["val_accuracy", "val_loss", "accuracy", "loss", "val_auc"],
+                              default="val_accuracy", key="cmp_curve") or "val_accuracy"
+frames = [r.history()[["epoch", metric]].assign(run=r.name) for r in chosen if metric in r.history().columns]
+if frames:
+    fig = px.line(pd.concat(frames), x="epoch", y=metric, color="run", markers=True)
+    fig.update_layout(height=360, margin=dict(t=20, b=10))
+    st.plotly_chart(fig, key="cmp_curves")
+else:
+    st.caption(f"No picked run recorded {metric}.")
+
+st.subheader("Test metrics")
+bars = table[table["run"].isin(picked)].melt(id_vars="run", value_vars=["test acc", "test AUC", "test F1",
+                                                                       "best val acc"],
+                                             var_name="metric", value_name="value").dropna()
+if bars.empty:
+    st.caption("The picked runs have no test metrics (interrupted before evaluation?).")
+else:
+    fig = px.bar(bars, x="metric", y="value", color="run", barmode="group", text_auto=".3f")
+    fig.update_layout(height=360, margin=dict(t=20, b=10), yaxis_range=[0, 1.05])
+    st.plotly_chart(fig, key="cmp_bars")
+
+st.subheader("Config differences")
+if len(chosen) < 2:
+    st.caption("Pick at least two runs to see how their configurations differ.")
+else:
+    diff = _shared.config_diff(chosen)
+    if diff.empty:
+        st.caption("The picked runs have identical configurations.")
+    else:
+        st.dataframe(diff, key="cmp_diff")

@@ -1,0 +1,105 @@
+"""Detect: drop images, get P(fake) and a verdict per face, boxes, Grad-CAM on demand, a CSV for a batch."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from dfd import detect, imaging
+from pages import _shared
+
+st.title("Detect")
+with st.expander("What this can and cannot tell you", icon=":material/info:"):
+    for line in detect.CAVEATS:
+        st.markdown(f"- {line}")
+
+run = _shared.require_run()
+if run is None:
+    st.stop()
+if not run.has_model:
+    st.error(f"Run **{run.name}** has no model file (status: {run.status}). Choose another run in the sidebar.")
+    st.stop()
+
+c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+threshold = c1.slider("Decision threshold on P(fake)", 0.0, 1.0, float(run.threshold), 0.01,
+                      key=f"det_threshold_{run.name}",
+                      help=f"Default {run.threshold:.2f}: the run's own threshold "
+                           "(from calibration.json if the run was calibrated, else 0.5).")
+find_faces = c2.toggle("Find faces", True, key="det_faces",
+                       help="Judge each face found (cropped with a margin, as the training images are). "
+                            "Off: judge the whole image.")
+show_cam = c3.toggle("Grad-CAM heatmaps", False, key="det_cam",
+                     help="Where in each face crop the evidence for the verdict lies (slower).")
+
+files = st.file_uploader("Drop one or more images (JPEG, PNG, WebP, BMP)", accept_multiple_files=True,
+                         key="det_files",
+                         help="Processed in memory and never written to disk. Other files are reported, "
+                              "not judged.")
+st.caption(f"Run **{run.name}** · {run.architecture or '?'} · {run.config.get('image_size', '?')} px input · "
+           "change the run in the sidebar. Uploads stay in memory and are never saved.")
+if not files:
+    st.info("Drop images above to judge them. Try a face photo, or one from a dataset's test split.")
+    st.stop()
+
+detector = _shared.detector(run)
+key = _shared.run_key(run)
+cache: dict = st.session_state.setdefault("det_cache", {})
+idents = [(key, hashlib.sha1(f.getvalue()).hexdigest(), find_faces, f.name) for f in files]
+todo = [(ident, f) for ident, f in zip(idents, files, strict=True) if ident not in cache]
+if todo:
+    bar = st.progress(0.0, text=f"Judging {len(todo)} image(s)...")
+    for i, (ident, f) in enumerate(todo):
+        cache[ident] = detector.analyse(f.getvalue(), name=f.name, find_faces=find_faces)
+        bar.progress((i + 1) / len(todo), text=f"Judged {i + 1} of {len(todo)}")
+    bar.empty()
+    while len(cache) > 100:  # keep the session's memory bounded (oldest out)
+        cache.pop(next(iter(cache)))
+results = [cache[ident] for ident in idents]
+cams: dict = st.session_state.setdefault("det_cams", {})
+
+table = detect.results_table(results, threshold)
+n_err = sum(r.error is not None for r in results)
+judged = table[table["verdict"] != "error"]
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Images", len(results))
+m2.metric("Faces judged", int((judged["note"] == "").sum()))
+m3.metric("Judged fake", int((judged["verdict"] == "fake").sum()))
+m4.metric("Unreadable", n_err)
+st.dataframe(table, hide_index=True, key="det_table", column_config={
+    "p_fake": st.column_config.ProgressColumn("P(fake)", min_value=0.0, max_value=1.0, format="%.3f"),
+})
+st.download_button("Download results (CSV)", table.to_csv(index=False).encode(), "dfd_detections.csv",
+                   "text/csv", icon=":material/download:", key="det_csv")
+
+shown = list(range(len(results)))
+if len(results) > 6:
+    names = [f"{i + 1}. {r.name}" for i, r in enumerate(results)]
+    shown = [st.selectbox("Image to inspect", shown, format_func=names.__getitem__, key="det_pick")]
+for j in shown:
+    r = results[j]
+    st.divider()
+    if r.error is not None:
+        st.error(f"**{r.name}**: {r.error}", icon=":material/broken_image:")
+        continue
+    left, right = st.columns([3, 2])
+    left.image(detect.draw(r, threshold), caption=r.name, width="stretch")
+    with right:
+        if r.whole_image:
+            st.warning("No face found: the whole image was judged (less reliable than a face crop).",
+                       icon=":material/face:")
+        for i, face in enumerate(r.faces):
+            v = face.verdict_at(threshold)
+            label = f"Face {i + 1}" if not r.whole_image else "Whole image"
+            text = f"**{label}: {v.upper()}** · P(fake) = {face.p_fake:.3f} (threshold {threshold:.2f})"
+            (st.error if v == "fake" else st.success)(text)
+            crop = detect.cut(r.image, face.crop)
+            if show_cam:
+                if (idents[j], i, v) not in cams:
+                    cams[(idents[j], i, v)] = detector.heatmap_overlay(crop, toward=v)
+                cam = cams[(idents[j], i, v)]
+                a, b = st.columns(2)
+                a.image(imaging.resize(crop, detector.image_size), caption="crop judged", width="stretch")
+                b.image(cam, caption=f"Grad-CAM: evidence for '{v}'", width="stretch")
+            elif not r.whole_image:
+                st.image(crop, caption="crop judged", width=160)

@@ -1,0 +1,156 @@
+"""Evaluation of one run: metrics and confusion matrix at a threshold, ROC/PR, reliability, robustness, errors."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages import _shared
+
+st.title("Evaluation")
+run = _shared.require_run()
+if run is None:
+    st.stop()
+from dfd import evaluate  # noqa: E402 - scikit-learn loads in ~1 s: only once there is a run to evaluate
+
+sources = {"Run's own predictions": None} | {f"Evaluated on {tag}": tag for tag in run.evals()}
+c1, c2, c3 = st.columns([2, 1, 1])
+source = c1.selectbox("Predictions", list(sources), key="ev_source",
+                      help="A run's own val/test predictions, or an evaluation on other data "
+                           "(`python -m dfd evaluate <run> --data <folder>`), stored under evals/.")
+tag = sources[source]
+pred = run.predictions() if tag is None else run.eval_predictions(tag)
+if pred.empty:
+    st.info(f"Run **{run.name}** has no predictions to evaluate (status: {run.status}). A run writes them "
+            "when training ends; an interrupted run may have none.")
+    st.stop()
+splits = [s for s in ("test", "val", "train", "all") if s in set(pred["split"].astype(str))]
+split = c2.selectbox("Split", splits, key="ev_split")
+datasets = sorted(pred["dataset"].dropna().astype(str).unique())
+dataset = c3.selectbox("Dataset", ["all"] + datasets, key="ev_dataset") if len(datasets) > 1 else "all"
+part = pred[pred["split"].astype(str) == split]
+if dataset != "all":
+    part = part[part["dataset"].astype(str) == dataset]
+
+calibrated = False
+if run.temperature != 1.0:
+    calibrated = st.toggle(f"Calibrated probabilities (temperature {run.temperature:.2f} from calibration.json)",
+                           True, key="ev_calibrated")
+if calibrated:
+    part = part.assign(p_fake=evaluate.apply_temperature(part["p_fake"].to_numpy(), run.temperature))
+default_thr = run.threshold if (calibrated or run.temperature == 1.0) else 0.5
+threshold = st.slider("Threshold on P(fake)", 0.0, 1.0, float(default_thr), 0.01,
+                      key=f"ev_threshold_{run.name}_{calibrated}",
+                      help=f"The run's threshold is {run.threshold:.2f}. Images with P(fake) ≥ threshold are "
+                           "called fake.")
+m = evaluate.metrics(part, threshold)
+
+
+def fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+cols = st.columns(6)
+for col, (label, key) in zip(cols, [("Accuracy", "accuracy"), ("Precision", "precision"), ("Recall", "recall"),
+                                    ("F1", "f1"), ("ROC AUC", "roc_auc"), ("ECE", "ece")], strict=True):
+    col.metric(label, fmt(m.get(key)))
+st.caption(f"{m['n']:,} images ({m['n_real']:,} real, {m['n_fake']:,} fake)"
+           + (f"; {m['n_unreadable']} unreadable left out" if m["n_unreadable"] else "")
+           + ". Fake is the positive class; precision and recall are for 'fake'.")
+
+# ---------------------------------------------------------------------------------------------- confusion
+cm = np.asarray(m["confusion"], dtype=float)
+row_sums = cm.sum(axis=1, keepdims=True)
+normalised = np.divide(cm, row_sums, out=np.zeros_like(cm), where=row_sums > 0)
+a, b = st.columns(2)
+for col, z, title, fmt_s in [(a, cm, "Confusion matrix (counts)", ".0f"),
+                             (b, normalised, "Normalised by true class", ".2f")]:
+    fig = go.Figure(go.Heatmap(z=z, x=["predicted real", "predicted fake"], y=["true real", "true fake"],
+                               colorscale="Blues", showscale=False, text=z, texttemplate=f"%{{text:{fmt_s}}}",
+                               textfont=dict(size=18)))
+    fig.update_layout(title=title, height=330, margin=dict(t=40, b=10), yaxis=dict(autorange="reversed"))
+    col.plotly_chart(fig, key=f"cm_{title}")
+
+# ---------------------------------------------------------------------------------------------- curves
+roc, prc, rel = evaluate.roc(part), evaluate.pr(part), evaluate.reliability(part)
+a, b, c = st.columns(3)
+if len(roc):
+    fig = px.line(roc, x="fpr", y="tpr", title=f"ROC (AUC {fmt(m.get('roc_auc'))})",
+                  labels={"fpr": "false positive rate", "tpr": "true positive rate"})
+    fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(dash="dot", color="grey"))
+    fpr_at = cm[0, 1] / max(cm[0].sum(), 1)
+    tpr_at = cm[1, 1] / max(cm[1].sum(), 1)
+    fig.add_trace(go.Scatter(x=[fpr_at], y=[tpr_at], mode="markers", marker=dict(size=11, color="#c2185b"),
+                             name=f"threshold {threshold:.2f}"))
+    fig.update_layout(height=340, margin=dict(t=40, b=10), showlegend=False)
+    a.plotly_chart(fig, key="roc")
+    fig = px.line(prc, x="recall", y="precision", title=f"Precision-recall (AP {fmt(m.get('average_precision'))})")
+    fig.update_layout(height=340, margin=dict(t=40, b=10), yaxis_range=[0, 1.02])
+    b.plotly_chart(fig, key="pr")
+else:
+    a.info("ROC and PR curves need both classes in the selection.")
+if len(rel):
+    fig = go.Figure([
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect"),
+        go.Scatter(x=rel["mean_p_fake"], y=rel["frac_fake"], mode="lines+markers", name="model",
+                   text=rel["count"], hovertemplate="mean P(fake) %{x:.2f}<br>fraction fake %{y:.2f}"
+                                                     "<br>%{text} images"),
+    ])
+    fig.update_layout(title=f"Reliability (ECE {fmt(m.get('ece'))})", height=340, margin=dict(t=40, b=10),
+                      xaxis_title="mean P(fake) in bin", yaxis_title="fraction fake", showlegend=False)
+    c.plotly_chart(fig, key="reliability")
+
+# ---------------------------------------------------------------------------------------------- robustness
+st.subheader("Robustness")
+rob = run.robustness()
+if rob.empty:
+    st.caption("No robustness.csv for this run. Make one with "
+               f"`python -m dfd robustness {run.name} --data <folder>` (JPEG, blur and noise sweeps).")
+else:
+    metric = st.segmented_control("Metric", ["accuracy", "roc_auc"], default="accuracy", key="rob_metric") \
+        or "accuracy"
+    clean = rob[rob["perturbation"] == "none"]
+    a_cols = st.columns(max(1, rob[rob["perturbation"] != "none"]["perturbation"].nunique()))
+    for col, (kind, group) in zip(a_cols, rob[rob["perturbation"] != "none"].groupby("perturbation"),
+                                  strict=False):
+        group = group.sort_values("level", ascending=(kind != "jpeg"))
+        fig = px.line(group, x="level", y=metric, markers=True, title=kind)
+        if len(clean):
+            fig.add_hline(y=float(clean[metric].iloc[0]), line_dash="dot", annotation_text="clean")
+        fig.update_layout(height=280, margin=dict(t=40, b=10), yaxis_range=[0, 1.02])
+        if kind == "jpeg":
+            fig.update_xaxes(autorange="reversed", title="JPEG quality")
+        col.plotly_chart(fig, key=f"rob_{kind}")
+    st.dataframe(rob, hide_index=True, key="rob_table")
+
+# ---------------------------------------------------------------------------------------------- errors
+st.subheader("Misclassified images")
+valid = part.dropna(subset=["p_fake"])
+wrong = valid[(valid["p_fake"] >= threshold).astype(int) != valid["label"].astype(int)]
+wrong = wrong.assign(confidence=(wrong["p_fake"] - threshold).abs()).sort_values("confidence", ascending=False)
+if wrong.empty:
+    st.success("No misclassified images at this threshold.")
+else:
+    present = wrong[[os.path.exists(p) for p in wrong["path"]]]
+    st.caption(f"{len(wrong):,} misclassified at threshold {threshold:.2f}, most confident first"
+               + (f"; {len(wrong) - len(present):,} of them are not on this machine and are listed only"
+                  if len(present) < len(wrong) else "") + ".")
+    per_page = 12
+    pages = max(1, -(-len(present) // per_page))
+    page = st.number_input(f"Page (of {pages})", 1, pages, key="ev_err_page") if pages > 1 else 1
+    grid = st.columns(6)
+    for i, row in enumerate(present.iloc[(page - 1) * per_page: page * per_page].itertuples()):
+        thumb = _shared.thumbnail(row.path, 160)
+        truth = "fake" if int(row.label) == 1 else "real"
+        with grid[i % 6]:
+            if isinstance(thumb, str):
+                st.error(thumb)
+            else:
+                st.image(thumb, width="stretch",
+                         caption=f"{os.path.basename(row.path)} · true {truth} · P(fake) {row.p_fake:.2f}")
+    with st.expander("All misclassified images (table)"):
+        st.dataframe(wrong[["path", "label", "p_fake", "dataset"]], hide_index=True, key="ev_wrong_table")

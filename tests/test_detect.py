@@ -1,0 +1,223 @@
+"""dfd.detect: face finding and cropping on real faces, bad input, calibration, thread safety, Grad-CAM,
+and the accuracy check of the detect path against the images as they are (default model)."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dfd import DEFAULT_RUN, MODELS_DIR, detect, imaging
+
+
+def _jpeg_bytes(img: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _first(folder, pattern="*.jpg", n=1):
+    files = sorted(folder.rglob(pattern))
+    return files[:n] if n > 1 else files[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_detector():
+    """An untrained tiny CNN at 64 px: enough to test the plumbing (not the accuracy)."""
+    import keras
+
+    from dfd import models
+
+    keras.utils.set_random_seed(0)
+    return detect.Detector.from_model(models.build_model("tiny", 64), 64, threshold=0.5)
+
+
+# ---------------------------------------------------------------------------------------------- cropping
+
+
+def test_face_crop_is_a_square_with_margin_inside_the_image():
+    crop = detect.face_crop((400, 300, 100, 100), (1000, 1200, 3))
+    x, y, w, h = crop
+    assert w == h == round(detect.MARGIN * 100)
+    # centred on the box horizontally, lifted a little vertically
+    assert abs((x + w / 2) - 450) <= 1
+    assert (y + h / 2) < 350
+    # near a border: shifted inside, same size
+    x, y, w, h = detect.face_crop((5, 5, 100, 100), (1000, 1200, 3))
+    assert (x, y) == (0, 0) and w == h == 180
+
+
+def test_face_crop_of_a_face_that_fills_the_picture_is_the_whole_picture():
+    # a training-style crop: the face box is ~0.66 of a 256 px image
+    assert detect.face_crop((44, 50, 170, 170), (256, 256, 3)) == (0, 0, 256, 256)
+
+
+def test_haar_finds_the_face_in_real_dataset_images_and_crops_like_training(faces140k, lfw):
+    finder = detect.FaceFinder()
+    found = 0
+    paths = _first(faces140k / "real-vs-fake" / "test", n=10) + _first(lfw / "Dataset" / "Test", n=10)
+    for path in paths:
+        img = imaging.load_image(path)
+        boxes = finder.find(img)
+        if boxes:
+            found += 1
+            x, y, w, h = boxes[0]
+            assert 0.3 * img.shape[1] < w < 0.95 * img.shape[1], (path, boxes[0])
+            # these images already are face crops: the crop judged is the whole image
+            assert detect.face_crop(boxes[0], img.shape) == (0, 0, img.shape[1], img.shape[0])
+    assert found >= 17, f"Haar found faces in only {found} of {len(paths)} face images"
+
+
+def test_a_face_in_a_larger_picture_is_cropped_around_the_face(faces140k):
+    face = imaging.load_image(_first(faces140k / "real-vs-fake" / "test" / "real"))
+    canvas = np.full((900, 1200, 3), 120, np.uint8)
+    canvas[500:756, 700:956] = face
+    boxes = detect.FaceFinder().find(canvas)
+    assert boxes, "no face found in a face pasted onto a plain background"
+    x, y, w, h = detect.face_crop(boxes[0], canvas.shape)
+    assert w == h and w < 600
+    # the crop holds the pasted face's centre
+    assert x < 828 < x + w and y < 628 < y + h
+
+
+# ---------------------------------------------------------------------------------------------- detector
+
+
+def test_analyse_reports_bad_files_and_goes_on(tiny_detector, faces140k):
+    good = _first(faces140k / "real-vs-fake" / "test" / "fake")
+    data = good.read_bytes()
+    items = [("good.jpg", data), ("truncated.jpg", data[: len(data) // 3]), ("notes.txt", b"hello, not an image"),
+             ("empty.png", b""), ("path.jpg", str(good))]
+    results = tiny_detector.analyse_many(items)
+    assert [r.name for r in results] == [n for n, _ in items]
+    assert results[0].ok and results[-1].ok
+    assert results[2].error and "not an image" in results[2].error
+    assert results[3].error and "empty" in results[3].error
+    assert results[1].error is not None or results[1].ok  # PIL may decode a truncated JPEG partially
+    assert results[0].faces[0].p_fake == pytest.approx(results[-1].faces[0].p_fake, abs=1e-6)
+    table = detect.results_table(results, 0.5)
+    assert list(table.loc[table["file"] == "notes.txt", "verdict"]) == ["error"]
+    assert set(table["file"]) == {n for n, _ in items}
+
+
+def test_no_face_means_whole_image_judged(tiny_detector):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    r = tiny_detector.analyse(_jpeg_bytes(img), name="noise.jpg")
+    assert r.ok and r.whole_image and len(r.faces) == 1
+    assert r.faces[0].crop == (0, 0, 300, 200)
+    assert "whole image" in detect.results_table([r], 0.5)["note"].iloc[0]
+
+
+def test_predict_arrays_is_the_model_output_and_the_same_as_analyse(tiny_detector, faces140k):
+    path = _first(faces140k / "real-vs-fake" / "test" / "real")
+    x = imaging.decode(path, 64)[None]
+    direct = np.asarray(tiny_detector.model(x, training=False)).reshape(-1)
+    assert tiny_detector.predict_arrays(x) == pytest.approx(direct, abs=1e-6)
+    r = tiny_detector.analyse(path, find_faces=False)
+    assert r.faces[0].p_fake == pytest.approx(float(direct[0]), abs=1e-6)
+
+
+def test_temperature_and_threshold_are_applied(faces140k):
+    import keras
+
+    from dfd import models
+
+    keras.utils.set_random_seed(1)
+    model = models.build_model("tiny", 64)
+    plain = detect.Detector.from_model(model, 64)
+    hot = detect.Detector.from_model(model, 64, temperature=4.0, threshold=0.2)
+    x = np.stack([imaging.decode(p, 64) for p in _first(faces140k / "real-vs-fake" / "test", n=8)])
+    p, q = plain.predict_arrays(x), hot.predict_arrays(x)
+    logit = np.log(p / (1 - p))
+    assert q == pytest.approx(1 / (1 + np.exp(-logit / 4.0)), abs=1e-6)
+    assert np.all(np.abs(q - 0.5) <= np.abs(p - 0.5) + 1e-9)  # T > 1 pulls towards 0.5
+    assert detect.verdict(0.25, hot.threshold) == "fake" and detect.verdict(0.15, hot.threshold) == "real"
+
+
+def test_threads_sharing_one_detector_get_the_same_answers(tiny_detector, faces140k):
+    paths = _first(faces140k / "real-vs-fake" / "test", n=6)
+    alone = [tiny_detector.analyse(p).faces[0].p_fake for p in paths]
+    out: dict[int, list[float]] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            out[k] = [tiny_detector.analyse(p).faces[0].p_fake for p in paths]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k in range(4):
+        assert out[k] == pytest.approx(alone, abs=1e-6)
+
+
+def test_gradcam_heatmap_and_boxes_drawn(tiny_detector, faces140k):
+    img = imaging.load_image(_first(faces140k / "real-vs-fake" / "test" / "fake"))
+    cam = tiny_detector.heatmap(img)
+    assert cam.shape == (64, 64) and cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    overlay = tiny_detector.heatmap_overlay(img)
+    assert overlay.shape == (64, 64, 3) and overlay.dtype == np.uint8
+    canvas = np.full((600, 800, 3), 200, np.uint8)
+    canvas[100:356, 300:556] = img
+    r = tiny_detector.analyse(canvas, name="scene")
+    drawn = detect.draw(r, 0.5)
+    assert drawn.shape == canvas.shape
+    assert not np.array_equal(drawn, canvas)  # something was drawn
+    colour = detect.FAKE_COLOUR if r.faces[0].p_fake >= 0.5 else detect.REAL_COLOUR
+    assert (drawn.reshape(-1, 3) == colour).all(axis=1).any()
+
+
+# ---------------------------------------------------------------------------------------------- accuracy check
+
+SAMPLE_PER_CLASS = 100
+
+
+def _default_run():
+    from dfd import runs
+
+    try:
+        run = runs.default_run()
+    except runs.RunError:
+        pytest.skip(f"no default detector in {MODELS_DIR / DEFAULT_RUN} yet")
+    if not run.has_model:
+        pytest.skip(f"default run {run.path} has no model.keras")
+    return run
+
+
+@pytest.mark.slow
+def test_detect_path_accuracy_matches_the_images_as_they_are(faces140k):
+    """Face finding + margin crop must not cost more than 2 points of accuracy on the default model's own
+    kind of test images (a fixed sample: 100 real + 100 fake from each shared test split it was trained on)."""
+    from dfd import data
+
+    run = _default_run()
+    det = detect.Detector(run)
+    shared = faces140k.parent
+    trained_on = set(run.config.get("datasets_in_data") or run.config.get("datasets") or [])
+    frames = []
+    for name in ("faces-140k-mini", "lfw-faceswap", "real-and-fake-face"):
+        if trained_on and name not in trained_on:
+            continue
+        if (shared / name).exists():
+            test = data.index_dataset(shared / name).split("test")
+            frames.append(pd.concat([g.sample(min(SAMPLE_PER_CLASS, len(g)), random_state=0)
+                                     for _, g in test.groupby("label")]))
+    frame = pd.concat(frames, ignore_index=True)
+    as_is = det.predict_arrays(np.stack([imaging.decode(p, det.image_size) for p in frame["path"]]))
+    via_detect = np.array([det.analyse(p).faces[0].p_fake for p in frame["path"]])  # largest face
+    y = frame["label"].to_numpy()
+    acc_as_is = float(np.mean((as_is >= det.threshold) == y))
+    acc_detect = float(np.mean((via_detect >= det.threshold) == y))
+    print(f"accuracy as is {acc_as_is:.3f}, through detect {acc_detect:.3f} on {len(frame)} images")
+    assert acc_as_is > 0.6, "the default model should beat chance on its own test data"
+    assert acc_detect >= acc_as_is - 0.02
