@@ -9,7 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import _shared
+from app_pages import _shared
 
 st.title("Evaluation")
 run = _shared.require_run()

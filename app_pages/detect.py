@@ -6,8 +6,8 @@ import hashlib
 
 import streamlit as st
 
+from app_pages import _shared
 from dfd import detect, imaging
-from pages import _shared
 
 st.title("Detect")
 with st.expander("What this can and cannot tell you", icon=":material/info:"):

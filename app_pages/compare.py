@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages import _shared
+from app_pages import _shared
 
 st.title("Compare runs")
 runs = _shared.list_runs()

@@ -7,8 +7,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages import _shared
 from dfd import explore, imaging
-from pages import _shared
 
 st.title("Data explorer")
 index = _shared.dataset_index()

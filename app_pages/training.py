@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages import _shared
 from dfd import models, train
-from pages import _shared
 
 st.title("Training")
 
@@ -18,9 +18,9 @@ def curves(history: pd.DataFrame, metric: str, title: str, key: str) -> None:
     if history.empty or not cols:
         st.caption(f"No {metric} recorded.")
         return
-    long = history.melt(id_vars="epoch", value_vars=cols, var_name="series", value_name=metric)
+    long = history.melt(id_vars="epoch", value_vars=cols, var_name="series", value_name="value")
     long["series"] = long["series"].map(lambda c: "validation" if c.startswith("val_") else "train")
-    fig = px.line(long, x="epoch", y=metric, color="series", markers=True, title=title)
+    fig = px.line(long, x="epoch", y="value", color="series", markers=True, title=title, labels={"value": metric})
     fig.update_layout(height=320, margin=dict(t=40, b=10), legend_title_text="")
     st.plotly_chart(fig, key=key)
 
