@@ -8,8 +8,8 @@ mouth, hair, neck and shoulders on varied backgrounds, with random pose, tilt an
 - **fake**: a face rendered the same way, then passed through a *generator-like* step, as if a GAN had made
   the whole picture: downsampled by 2 and upsampled again by a stride-2 transposed convolution with uneven
   kernel overlap, as GAN decoders do. This leaves the classic checkerboard: a periodic artifact with a period
-  of 2 pixels (about 10% in brightness), which shows as peaks at the corners and edge centres of the Fourier
-  spectrum (:func:`dfd.imaging.log_spectrum`), and a slightly softer picture.
+  of 2 pixels (about 10% in brightness), which shows as peaks at the edge centres (and, weaker, the corners)
+  of the centred Fourier spectrum (:func:`dfd.imaging.log_spectrum`), and a slightly softer picture.
 
 Both classes go through the same sensor noise and are saved with the same JPEG quality, so the only difference
 is the fingerprint. Train at ``image_size`` equal to (or larger than) the demo ``size``: shrinking the images
@@ -246,6 +246,8 @@ def demo_dir(path: str | Path | None = None) -> Path:
     target = Path(path).expanduser() if path is not None else default_demo_path()
     if (target / MANIFEST).exists():
         return target
+    if target.is_dir() and any(target.iterdir()):
+        raise RuntimeError(f"{target} exists and is not a dfd demo dataset; remove it or set DFD_DEMO_DIR")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
