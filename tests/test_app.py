@@ -1,0 +1,247 @@
+"""The Streamlit app through streamlit.testing.v1.AppTest: every page from the entry point, with and without
+runs; sliders; detection of real, broken and non-image uploads; several sessions detecting at once;
+training started and stopped from the page."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRY = str(REPO / "streamlit_app.py")
+PAGES = ["explorer", "training", "evaluation", "compare", "detect"]
+TIMEOUT = 180
+
+
+def _app(runs_dir: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("DFD_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(ENTRY, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _open(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, faces140k) -> Path:
+    """A runs folder with one real (tiny, 1-epoch) run on faces-140k-mini, made by dfd.train."""
+    from dfd import train
+
+    root = tmp_path_factory.mktemp("runs")
+    train.train(train.TrainConfig(data=str(faces140k), architecture="tiny", image_size=64, epochs=2, limit=160,
+                                  runs_dir=str(root), name="tiny-test", patience=0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def face_bytes(faces140k) -> bytes:
+    return sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[0].read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+
+
+def test_entry_point_and_explorer_render_without_tensorflow(tmp_path):
+    """The first page renders from a fresh start without importing TensorFlow (a clean interpreter)."""
+    code = (
+        "import sys, time\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({ENTRY!r}, default_timeout={TIMEOUT}).run()\n"
+        "assert not at.exception, at.exception\n"
+        "print(repr([t.value for t in at.title]), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    env = {**os.environ, "DFD_RUNS_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "['Data explorer'] False False"
+
+
+def test_every_page_opens_with_no_run_and_says_what_to_do(tmp_path, monkeypatch):
+    at = _app(tmp_path / "no-runs", monkeypatch)
+    assert at.sidebar.radio(key="data_source").value == "Built-in demo"
+    assert any("No trained run" in c.value for c in at.sidebar.caption)
+    for page in PAGES:
+        _open(at, page)
+        if page in ("evaluation", "compare", "detect"):
+            assert any("No trained run yet" in i.value for i in at.info), page
+    _open(at, "training")
+    assert at.button(key="FormSubmitter:train_form-Start training") is not None
+
+
+def test_explorer_tabs_and_blur_sliders(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    assert at.get("plotly_chart"), "class counts chart missing"
+    assert at.dataframe, "class counts table missing"
+    at.session_state["explorer_tab"] = "Gallery"
+    at.run()
+    assert not at.exception
+    images_before = len(at.get("image"))
+    assert images_before >= 1
+    at.button(key="gal_shuffle").click().run()
+    assert not at.exception and at.session_state["gal_seed"] == 1
+
+    at.session_state["explorer_tab"] = "Blur & noise preview"
+    at.run()
+    at.slider(key="blur_sigma").set_value(2.5).run()
+    at.slider(key="noise_sigma").set_value(20.0).run()
+    at.slider(key="blur_ksize").set_value(9).run()
+    assert not at.exception
+    captions = " ".join(c for el in at.get("image") for c in el.captions)
+    assert "k=9" in captions and "σ=2.5" in captions and "noise σ=20" in captions
+
+    at.session_state["explorer_tab"] = "Sizes, JPEG & unreadable files"
+    at.run()
+    assert not at.exception
+    assert any(d.value.shape[0] >= 2 for d in at.dataframe)  # per-class quantisation summary
+
+    at.session_state["explorer_tab"] = "Frequency spectra"
+    at.run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_explorer_on_a_real_dataset_folder_shows_the_compression_shortcut(tmp_path, monkeypatch, lfw):
+    at = _app(tmp_path, monkeypatch)
+    at.sidebar.radio(key="data_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="data_folder").input(str(lfw)).run()
+    assert not at.exception
+    at.session_state["explorer_tab"] = "Sizes, JPEG & unreadable files"
+    at.run()
+    assert not at.exception
+    assert any("Compression shortcut" in w.value for w in at.warning)
+
+
+def test_a_bad_dataset_folder_gets_a_clear_message(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    at.sidebar.radio(key="data_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="data_folder").input(str(tmp_path / "nowhere")).run()
+    assert not at.exception
+    assert any("not found" in e.value for e in at.error)
+
+
+# ---------------------------------------------------------------------------------------------- with a run
+
+
+def test_every_page_with_a_run(trained_runs, monkeypatch):
+    at = _app(trained_runs, monkeypatch)
+    assert at.sidebar.selectbox(key="run_name").value == "tiny-test"
+    _open(at, "training")
+    assert len(at.get("plotly_chart")) >= 2  # loss and accuracy curves
+    _open(at, "evaluation")
+    labels = {m.label: m.value for m in at.metric}
+    assert {"Accuracy", "Precision", "Recall", "F1", "ROC AUC"} <= set(labels)
+    at.slider(key="ev_threshold_tiny-test_False").set_value(0.0).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Recall"] == "1.000"  # everything called fake
+    assert len(at.get("plotly_chart")) >= 5  # 2 confusion matrices, ROC, PR, reliability
+    _open(at, "compare")
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["tiny-test"] and table["architecture"].iloc[0] == "tiny"
+    _open(at, "detect")
+    assert at.file_uploader(key="det_files") is not None
+
+
+def _detect(at: AppTest, files: list[tuple[str, bytes, str]]):
+    at.file_uploader(key="det_files").set_value(files)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at.dataframe[0].value
+
+
+def test_detect_page_judges_a_real_face_and_reports_bad_files(trained_runs, monkeypatch, face_bytes):
+    at = _open(_app(trained_runs, monkeypatch), "detect")
+    table = _detect(at, [("face.jpg", face_bytes, "image/jpeg"),
+                         ("broken.jpg", face_bytes[:400], "image/jpeg"),
+                         ("notes.txt", b"these are not pixels", "text/plain")])
+    rows = {r.file: r for r in table.itertuples()}
+    assert set(rows) == {"face.jpg", "broken.jpg", "notes.txt"}
+    assert rows["face.jpg"].verdict in ("fake", "real") and 0 <= rows["face.jpg"].p_fake <= 1
+    assert rows["broken.jpg"].verdict == "error" and "corrupt" in rows["broken.jpg"].note
+    assert rows["notes.txt"].verdict == "error" and "not an image" in rows["notes.txt"].note
+    verdicts = [s.value for s in at.success] + [e.value for e in at.error]
+    assert any("P(fake)" in v for v in verdicts)
+    assert any("notes.txt" in e.value for e in at.error)
+    # the threshold slider re-labels without re-running the model
+    at.slider(key="det_threshold_tiny-test").set_value(0.0).run()
+    assert at.dataframe[0].value.set_index("file").loc["face.jpg", "verdict"] == "fake"
+    at.toggle(key="det_cam").set_value(True).run()
+    assert not at.exception
+    assert any("Grad-CAM" in c for el in at.get("image") for c in el.captions)
+
+
+def test_sessions_detecting_at_once_agree_with_one_session_alone(trained_runs, monkeypatch, faces140k):
+    monkeypatch.setenv("DFD_RUNS_DIR", str(trained_runs))
+    paths = sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[:3]
+    files = [(p.name, p.read_bytes(), "image/jpeg") for p in paths]
+
+    def session() -> dict[str, float]:
+        at = AppTest.from_file(ENTRY, default_timeout=TIMEOUT).run()
+        at.switch_page("app_pages/detect.py").run()
+        table = _detect(at, files)
+        return dict(zip(table["file"], table["p_fake"], strict=True))
+
+    alone = session()
+    results: list[dict[str, float]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            results.append(session())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 3
+    for r in results:
+        assert r == pytest.approx(alone, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_training_started_and_stopped_from_the_page(tmp_path, monkeypatch, faces140k):
+    runs_dir = tmp_path / "runs"
+    at = _app(runs_dir, monkeypatch)
+    at.sidebar.radio(key="data_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="data_folder").input(str(faces140k)).run()
+    _open(at, "training")
+    at.selectbox(key="tf_arch").set_value("tiny")
+    at.number_input(key="tf_epochs").set_value(50)
+    at.selectbox(key="tf_size").set_value(64)
+    at.text_input(key="tf_name").input("stopped-run")
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception
+    from app_pages import _shared
+
+    job = _shared.training_job()
+    assert job is not None
+    deadline = time.time() + 240
+    while job.epoch < 0.05 and job.active and time.time() < deadline:  # wait for the first batches
+        time.sleep(0.5)
+    at.run()
+    assert any(p.value is not None for p in at.get("progress")), "no live progress bar"
+    at.button(key="train_stop").click().run()
+    job.thread.join(timeout=240)
+    assert not job.active
+    at.run()
+    at.run()
+    assert not at.exception
+    status = json.loads((runs_dir / "stopped-run" / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    assert at.sidebar.selectbox(key="run_name").value == "stopped-run"
