@@ -1,0 +1,363 @@
+"""Evaluation from predictions: metrics, curves, calibration, evaluating runs on other data, robustness.
+
+Everything here starts from a predictions table (columns path,label,p_fake,split,dataset; one row an image;
+``p_fake`` NaN where the image was unreadable) as written in a run's ``predictions.csv``. Metrics come from
+scikit-learn. :func:`evaluate_run` and :func:`robustness` load the run's model (TensorFlow is imported
+then, not at module import) and predict through :func:`dfd.data.predict_paths`, the same decode path the
+training, the CLI and the app use.
+
+Calibration: :func:`calibrate` fits a temperature ``T`` on the val predictions (minimising log loss) and a
+threshold on the calibrated val probabilities; detection applies ``p = sigmoid(logit(p) / T)``
+(:func:`apply_temperature`) and calls "fake" when ``p >= threshold``.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from dfd import imaging, runs
+
+EPS = 1e-7
+ROBUSTNESS_SWEEP: tuple[tuple[str, float], ...] = (
+    ("none", 0),
+    ("jpeg", 90), ("jpeg", 70), ("jpeg", 50),
+    ("blur", 0.5), ("blur", 1.0), ("blur", 2.0),
+    ("noise", 2), ("noise", 5), ("noise", 10),
+)
+
+
+class EvaluationError(ValueError):
+    """Nothing to evaluate (no predictions, no such split), with a message fit to show a user."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Metrics from a predictions table
+
+
+def _valid(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    if pred is None or len(pred) == 0 or not {"label", "p_fake"} <= set(pred.columns):
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    p = pd.to_numeric(pred["p_fake"], errors="coerce").to_numpy(np.float64)
+    y = pd.to_numeric(pred["label"], errors="coerce").to_numpy(np.float64)
+    ok = np.isfinite(p) & np.isfinite(y)
+    return y[ok].astype(np.int64), np.clip(p[ok], 0.0, 1.0)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """ECE: sum over equal-width bins of (bin share) * |mean P(fake) - fraction fake|."""
+    if len(y) == 0:
+        return float("nan")
+    table = _reliability(y, p, bins)
+    return float((table["count"] / len(y) * (table["mean_p_fake"] - table["frac_fake"]).abs()).sum())
+
+
+def metrics(pred: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1, ROC AUC, confusion [[tn, fp], [fn, tp]], n, ECE at ``threshold``.
+
+    Rows whose P(fake) is NaN (unreadable images) are left out and counted in ``n_unreadable``.
+    Metrics that are undefined (AUC with one class, precision with no predicted fakes) are None.
+    """
+    y, p = _valid(pred)
+    n_bad = int(len(pred) - len(y)) if pred is not None else 0
+    out: dict[str, Any] = {"n": int(len(y)), "n_unreadable": n_bad, "threshold": float(threshold),
+                           "n_fake": int(y.sum()), "n_real": int(len(y) - y.sum())}
+    if len(y) == 0:
+        out.update(accuracy=None, precision=None, recall=None, f1=None, roc_auc=None, average_precision=None,
+                   confusion=[[0, 0], [0, 0]], ece=None, log_loss=None, brier=None)
+        return out
+    yhat = (p >= threshold).astype(np.int64)
+    both = len(np.unique(y)) == 2
+    cm = skm.confusion_matrix(y, yhat, labels=[0, 1])
+    out.update(
+        accuracy=float(skm.accuracy_score(y, yhat)),
+        balanced_accuracy=float(skm.balanced_accuracy_score(y, yhat)) if both else None,
+        precision=float(skm.precision_score(y, yhat, zero_division=np.nan)) if yhat.any() else None,
+        recall=float(skm.recall_score(y, yhat, zero_division=np.nan)) if y.any() else None,
+        f1=float(skm.f1_score(y, yhat, zero_division=np.nan)) if (y.any() or yhat.any()) else None,
+        roc_auc=float(skm.roc_auc_score(y, p)) if both else None,
+        average_precision=float(skm.average_precision_score(y, p)) if both else None,
+        confusion=cm.astype(int).tolist(),
+        ece=expected_calibration_error(y, p),
+        log_loss=float(skm.log_loss(y, np.clip(p, EPS, 1 - EPS), labels=[0, 1])),
+        brier=float(skm.brier_score_loss(y, p)),
+    )
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
+
+
+def metrics_report(pred: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
+    """The content of metrics.json: metrics per split (and per dataset within a split where several)."""
+    report: dict[str, Any] = {"threshold": float(threshold)}
+    if "split" not in pred.columns:
+        report["all"] = metrics(pred, threshold)
+        return report
+    for split, part in pred.groupby("split", sort=False):
+        report[str(split)] = metrics(part, threshold)
+        if "dataset" in part.columns and part["dataset"].nunique() > 1:
+            report.setdefault("by_dataset", {})[str(split)] = {
+                str(ds): metrics(sub, threshold) for ds, sub in part.groupby("dataset")}
+    return report
+
+
+def roc(pred: pd.DataFrame) -> pd.DataFrame:
+    """ROC curve: columns fpr, tpr, threshold (empty when only one class is present)."""
+    y, p = _valid(pred)
+    if len(np.unique(y)) < 2:
+        return pd.DataFrame(columns=["fpr", "tpr", "threshold"])
+    fpr, tpr, thr = skm.roc_curve(y, p)
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thr, 1.0)})
+
+
+def pr(pred: pd.DataFrame) -> pd.DataFrame:
+    """Precision-recall curve (fake = positive): columns precision, recall, threshold."""
+    y, p = _valid(pred)
+    if len(np.unique(y)) < 2:
+        return pd.DataFrame(columns=["precision", "recall", "threshold"])
+    prec, rec, thr = skm.precision_recall_curve(y, p)
+    return pd.DataFrame({"precision": prec, "recall": rec, "threshold": np.append(thr, 1.0)})
+
+
+def _reliability(y: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFrame:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        sel = idx == b
+        n = int(sel.sum())
+        rows.append({"bin_lo": edges[b], "bin_hi": edges[b + 1], "count": n,
+                     "mean_p_fake": float(p[sel].mean()) if n else np.nan,
+                     "frac_fake": float(y[sel].mean()) if n else np.nan})
+    table = pd.DataFrame(rows)
+    return table
+
+
+def reliability(pred: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Reliability diagram data: equal-width bins of P(fake) with count, mean P(fake), fraction fake."""
+    y, p = _valid(pred)
+    return _reliability(y, p, bins)
+
+
+def confusion_at(pred: pd.DataFrame, threshold: float) -> np.ndarray:
+    """2x2 confusion matrix [[tn, fp], [fn, tp]] at ``threshold``."""
+    y, p = _valid(pred)
+    return skm.confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Temperature scaling
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def apply_temperature(p: Any, temperature: float) -> Any:
+    """``sigmoid(logit(p) / T)``; T > 1 softens over-confident probabilities. Scalars stay scalars."""
+    t = float(temperature) if temperature else 1.0
+    scalar = np.ndim(p) == 0
+    arr = np.asarray(p, np.float64)
+    out = np.full(arr.shape, np.nan)
+    ok = np.isfinite(arr)
+    out[ok] = 1.0 / (1.0 + np.exp(-_logit(arr[ok]) / t))
+    return float(out) if scalar else out
+
+
+def fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
+    """The temperature minimising the log loss of ``apply_temperature(p, T)`` against ``y`` (T in 0.05..20)."""
+    from scipy.optimize import minimize_scalar
+
+    z = _logit(p)
+    y = np.asarray(y, np.float64)
+
+    def nll(log_t: float) -> float:
+        q = np.clip(1.0 / (1.0 + np.exp(-z / np.exp(log_t))), EPS, 1 - EPS)
+        return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The threshold maximising accuracy (ties: the one nearest 0.5), midway between neighbouring scores."""
+    if len(y) == 0 or len(np.unique(y)) < 2:
+        return 0.5
+    s = np.unique(p)
+    candidates = np.concatenate([[0.5], (s[:-1] + s[1:]) / 2, [s[0] - EPS, s[-1] + EPS]])
+    candidates = np.clip(candidates, 0.0, 1.0)
+    acc = np.array([np.mean((p >= t) == y) for t in candidates])
+    best = np.flatnonzero(acc >= acc.max() - 1e-12)
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
+
+
+def calibrate(run: runs.Run | str | Path, split: str = "val") -> dict[str, Any]:
+    """Fit temperature and threshold on the run's ``split`` predictions; write and return calibration.json."""
+    run = runs.get_run(run)
+    pred = run.predictions()
+    part = pred[pred["split"] == split] if "split" in pred.columns else pred.iloc[0:0]
+    y, p = _valid(part)
+    if len(y) < 2 or len(np.unique(y)) < 2:
+        raise EvaluationError(f"run {run.name!r} has no usable {split!r} predictions with both classes to "
+                              "calibrate on")
+    t = fit_temperature(y, p)
+    q = apply_temperature(p, t)
+    thr = best_threshold(y, q)
+    result: dict[str, Any] = {
+        "temperature": t, "threshold": thr, "fitted_on": split, "n": int(len(y)),
+        "ece_before": expected_calibration_error(y, p), "ece_after": expected_calibration_error(y, q),
+        "accuracy_at_threshold": float(np.mean((q >= thr) == y)),
+    }
+    test = pred[pred["split"] == "test"] if "split" in pred.columns else pred.iloc[0:0]
+    ty, tp = _valid(test)
+    if len(ty):
+        tq = apply_temperature(tp, t)
+        result.update(test_ece_before=expected_calibration_error(ty, tp),
+                      test_ece_after=expected_calibration_error(ty, tq),
+                      test_accuracy_at_threshold=float(np.mean((tq >= thr) == ty)))
+    runs.write_json_atomic(run.path / "calibration.json", result)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Evaluating a run on data
+
+
+def _stratified_limit(frame: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.DataFrame:
+    """At most ``limit`` rows, keeping the class proportions; deterministic for a seed."""
+    if not limit or len(frame) <= limit:
+        return frame.reset_index(drop=True)
+    parts = []
+    for _, part in frame.groupby("label"):
+        k = max(1, round(limit * len(part) / len(frame)))
+        parts.append(part.sample(n=min(k, len(part)), random_state=seed))
+    return pd.concat(parts).sort_index().head(limit).reset_index(drop=True)
+
+
+def _select(data_root: str | Path, split: str, limit: int | None, seed: int = 0,
+            dataset: str | None = None) -> pd.DataFrame:
+    from dfd.data import index_dataset
+
+    index = index_dataset(data_root, seed=seed)
+    frame = index.frame
+    if dataset:
+        frame = frame[frame["dataset"] == dataset]
+    if split != "all":
+        frame = frame[frame["split"] == split]
+    if frame.empty:
+        raise EvaluationError(f"no {split!r} images in {data_root}" + (f" (dataset {dataset!r})" if dataset else ""))
+    return _stratified_limit(frame, limit, seed)
+
+
+def predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A fast batch predictor (a compiled tf.function, not ``model.predict``) for ``predict_paths``."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def call(x: tf.Tensor) -> tf.Tensor:
+        return model(x, training=False)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return call(tf.convert_to_tensor(batch, tf.float32)).numpy().reshape(-1)
+
+    return predict
+
+
+def predict_frame(predict: Callable[[np.ndarray], np.ndarray], frame: pd.DataFrame, image_size: int,
+                  batch_size: int = 64, transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Predictions table (path,label,p_fake,split,dataset) for the rows of an index frame."""
+    from dfd.data import predict_paths
+
+    paths = frame["path"].astype(str).tolist()
+    probs, errors = predict_paths(predict, paths, image_size, batch_size, transform=transform, progress=progress)
+    out = pd.DataFrame({"path": paths, "label": frame["label"].astype(int).to_numpy(), "p_fake": probs,
+                        "split": frame["split"].to_numpy() if "split" in frame else "all",
+                        "dataset": frame["dataset"].to_numpy() if "dataset" in frame else ""})
+    return out, errors
+
+
+def evaluate_run(run: runs.Run | str | Path, data_root: str | Path, split: str = "test", *,
+                 tag: str | None = None, limit: int | None = None, dataset: str | None = None,
+                 batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Predict ``split`` (or "all") of the data at ``data_root`` with the run's model.
+
+    Writes ``evals/<tag>/predictions.csv`` and ``metrics.json`` (same format as the run's own; metrics at
+    the run's threshold after its temperature, raw P(fake) in the CSV) and ``errors.csv`` for unreadable
+    files. ``tag`` defaults to ``<data folder name>-<split>``; an existing tag is never overwritten
+    (tag2, tag3, ...). Returns the evals/<tag> folder.
+    """
+    run = runs.get_run(run)
+    frame = _select(data_root, split, limit, dataset=dataset)
+    model = runs.load_model(run)
+    pred, errors = predict_frame(predictor(model), frame, run.image_size, batch_size, progress=progress)
+    report = metrics_report(pred)
+    if run.temperature != 1.0 or run.threshold != 0.5:
+        calibrated = pred.assign(p_fake=apply_temperature(pred["p_fake"].to_numpy(), run.temperature))
+        report["calibrated"] = metrics_report(calibrated, run.threshold)
+    report["source"] = {"data": str(Path(data_root).resolve()), "split": split, "limit": limit,
+                        "dataset": dataset, "run": run.name}
+    tag = tag or f"{Path(data_root).resolve().name}-{split}"
+    evals = run.path / "evals"
+    tmp = runs.new_run_dir(evals, tag)
+    try:
+        runs.write_csv_atomic(tmp / "predictions.csv", pred)
+        runs.write_json_atomic(tmp / "metrics.json", report)
+        runs.write_csv_atomic(tmp / "errors.csv", pd.DataFrame(sorted(errors.items()), columns=["path", "reason"]))
+        return runs.finalize_run_dir(tmp, evals, tag)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def perturbation(kind: str, level: float) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The image transform for a robustness condition (uint8 RGB -> uint8 RGB); None for "none".
+
+    Noise is seeded per image (from its pixels), so a sweep is reproducible whatever the thread order.
+    """
+    if kind == "none":
+        return None
+    if kind == "jpeg":
+        return lambda img: imaging.jpeg_recompress(img, int(level))
+    if kind == "blur":
+        return lambda img: imaging.gaussian_blur(img, float(level))
+    if kind == "noise":
+        return lambda img: imaging.gaussian_noise(img, float(level), zlib.crc32(img.tobytes()[:65536]))
+    raise EvaluationError(f"unknown perturbation {kind!r}; use none, jpeg, blur or noise")
+
+
+def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "test", limit: int | None = None,
+               *, sweep: tuple[tuple[str, float], ...] = ROBUSTNESS_SWEEP, batch_size: int = 64,
+               progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Accuracy and ROC AUC under JPEG re-compression, blur and noise; written as robustness.csv in the run.
+
+    Columns: perturbation, level, accuracy, roc_auc, n. Accuracy uses the run's calibrated threshold.
+    ``progress(done, total)`` counts conditions.
+    """
+    run = runs.get_run(run)
+    frame = _select(data_root, split, limit)
+    predict = predictor(runs.load_model(run))
+    rows = []
+    for i, (kind, level) in enumerate(sweep):
+        pred, _ = predict_frame(predict, frame, run.image_size, batch_size, transform=perturbation(kind, level))
+        pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
+        m = metrics(pred, run.threshold)
+        rows.append({"perturbation": kind, "level": level, "accuracy": m["accuracy"], "roc_auc": m["roc_auc"],
+                     "n": m["n"]})
+        if progress:
+            progress(i + 1, len(sweep))
+    table = pd.DataFrame(rows, columns=["perturbation", "level", "accuracy", "roc_auc", "n"])
+    runs.write_csv_atomic(run.path / "robustness.csv", table)
+    runs.write_json_atomic(run.path / "robustness.json", {
+        "data": str(Path(data_root).resolve()), "split": split, "limit": limit, "n_images": int(len(frame)),
+        "threshold": run.threshold, "temperature": run.temperature, "pid": os.getpid(),
+        "rows": table.to_dict(orient="records")})
+    return table

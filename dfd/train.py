@@ -1,0 +1,376 @@
+"""Training: ``train(config) -> run folder``.
+
+Streams images from disk with :func:`dfd.data.make_dataset` (parallel decode, augmentation, prefetch),
+builds the architecture from :mod:`dfd.models` (inside a ``tf.distribute`` strategy's scope when one is
+given), fits with class weights, warm-up + cosine learning rate, early stopping and a best checkpoint
+(``model.keras``, best weights restored), then predicts the val and test splits with
+:func:`dfd.data.predict_paths` and writes the run folder described in :mod:`dfd.runs`.
+
+The run is written to ``<runs_dir>/.tmp-<name>-<pid>/`` and renamed when it ends, never over another run
+(``name``, ``name2``, ...). A run stopped by ``stop_event``, Ctrl-C (KeyboardInterrupt) or an error is kept
+too, with ``status.json`` saying "interrupted" or "failed" and whatever history and checkpoint exist.
+``train`` returns the run folder for complete and interrupted runs; on failure it raises
+:class:`TrainError` whose ``run_path`` is the kept folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dfd import MODELS_DIR, runs
+
+Progress = Callable[[float, int, dict[str, Any]], None]
+
+
+class TrainError(RuntimeError):
+    """Training could not run or failed; ``run_path`` is the kept (failed) run folder, if one was made."""
+
+    def __init__(self, message: str, run_path: Path | None = None) -> None:
+        super().__init__(message)
+        self.run_path = run_path
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. ``to_dict``/``from_dict`` round-trip through JSON."""
+
+    data: str = ""
+    architecture: str = "srm_cnn"
+    image_size: int | None = None           # None: the architecture's default size
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_epochs: float = 1.0              # linear warm-up from 0, then cosine decay to lr * min_lr_ratio
+    lr_schedule: str = "cosine"             # "cosine" or "constant"
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.0               # > 0: AdamW
+    seed: int = 0
+    augment: dict[str, Any] | None = field(default_factory=lambda: {"flip": True})
+    class_weight: bool = True
+    patience: int = 3                       # epochs without improvement before early stopping; 0: never
+    monitor: str = "val_loss"               # val_loss (min) or val_auc / val_accuracy (max)
+    val_frac: float = 0.15                  # only for datasets without a split
+    test_frac: float = 0.15
+    name: str | None = None                 # run folder name (default: the architecture)
+    runs_dir: str = str(MODELS_DIR)
+    limit: int | None = None                # max images per split (stratified), for quick runs and tests
+    datasets: list[str] | None = None       # keep only these values of the index's dataset column
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    strategy: str | None = None             # None (default), "mirrored" (all GPUs, else all logical CPUs)
+    predict_splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise TrainError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def library_versions() -> dict[str, str]:
+    import keras
+    import sklearn
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def limit_split(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """At most ``limit`` rows per split, keeping each split's class proportions (deterministic)."""
+    from dfd.evaluate import _stratified_limit
+
+    if not limit:
+        return frame.reset_index(drop=True)
+    parts = [_stratified_limit(part, limit, seed) for _, part in frame.groupby("split", sort=False)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def make_strategy(spec: Any) -> Any:
+    """A ``tf.distribute.Strategy`` from a strategy object, "mirrored", "default" or None."""
+    import tensorflow as tf
+
+    if spec is None or spec == "default":
+        return tf.distribute.get_strategy()
+    if isinstance(spec, tf.distribute.Strategy):
+        return spec
+    if spec == "mirrored":
+        gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+        devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    raise TrainError(f"unknown strategy {spec!r}; use None, 'default' or 'mirrored' (or pass a tf.distribute.Strategy)")
+
+
+def _learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    import keras
+
+    if cfg.lr_schedule == "constant":
+        return cfg.learning_rate
+    if cfg.lr_schedule != "cosine":
+        raise TrainError(f"unknown lr_schedule {cfg.lr_schedule!r}; use 'cosine' or 'constant'")
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else cfg.learning_rate, decay_steps=max(1, total - warmup),
+        alpha=cfg.min_lr_ratio, warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup)
+
+
+def _callback_class() -> type:
+    import keras
+
+    class RunCallback(keras.callbacks.Callback):
+        """Writes history.csv after each epoch, reports progress, honours stop_event between batches."""
+
+        def __init__(self, run_dir: Path, epochs: int, steps: int, progress: Progress | None,
+                     stop_event: threading.Event | None) -> None:
+            super().__init__()
+            self.run_dir, self.epochs, self.steps = run_dir, epochs, max(1, steps)
+            self.progress, self.stop_event = progress, stop_event
+            self.rows: list[dict[str, Any]] = []
+            self.stopped = False
+            self._epoch = 0
+            self._t_epoch = time.perf_counter()
+            self._t_report = 0.0
+            self._images = 0
+
+        def _lr(self) -> float:
+            opt = self.model.optimizer
+            try:
+                return float(keras.ops.convert_to_numpy(opt.learning_rate))
+            except Exception:  # noqa: BLE001 - reporting only
+                return float("nan")
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._epoch = epoch
+            self._t_epoch = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if self.stop_event is not None and self.stop_event.is_set():
+                self.stopped = True
+                self.model.stop_training = True
+            if self.progress is not None and time.perf_counter() - self._t_report > 0.5:
+                self._t_report = time.perf_counter()
+                frac = min((batch + 1) / self.steps, 0.999)
+                self.progress(self._epoch + frac, self.epochs, {k: float(v) for k, v in (logs or {}).items()
+                                                                 if np.isscalar(v)} | {"batch": batch + 1})
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)},
+                   "lr": self._lr(), "seconds": round(time.perf_counter() - self._t_epoch, 3)}
+            self.rows.append(row)
+            runs.write_csv_atomic(self.run_dir / "history.csv", pd.DataFrame(self.rows))
+            if self.progress is not None:
+                self.progress(epoch + 1, self.epochs, row)
+            if self.stop_event is not None and self.stop_event.is_set():
+                self.stopped = True
+                self.model.stop_training = True
+
+    return RunCallback
+
+
+def _class_weights(labels: np.ndarray) -> dict[int, float]:
+    n, n_fake = len(labels), int(labels.sum())
+    n_real = n - n_fake
+    return {0: n / (2.0 * n_real), 1: n / (2.0 * n_fake)}
+
+
+def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = None,
+          stop_event: threading.Event | None = None, strategy: Any = None) -> Path:
+    """Train one model and write its run folder; return the folder (complete or interrupted).
+
+    ``progress(epoch, epochs, logs)`` is called after each epoch (``epoch`` an int, ``logs`` the history
+    row) and about twice a second during an epoch (``epoch`` a float with the fraction done, ``logs`` the
+    running batch metrics with "batch"). Setting ``stop_event`` stops after the current batch; the run is
+    kept as "interrupted". ``strategy`` (a ``tf.distribute.Strategy`` or "mirrored") overrides
+    ``config.strategy``. Bad configuration or data raises :class:`TrainError` (or
+    :class:`dfd.data.DatasetError`) before any folder is made; a failure during training raises
+    :class:`TrainError` after the folder is kept as "failed".
+    """
+    from dfd import models
+    from dfd.data import index_dataset
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
+    if cfg.architecture not in models.ARCHITECTURES:
+        raise TrainError(f"unknown architecture {cfg.architecture!r}; choose one of: "
+                         f"{', '.join(sorted(models.ARCHITECTURES))}")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.learning_rate <= 0:
+        raise TrainError("epochs and batch_size must be at least 1 and learning_rate positive")
+    if not cfg.data:
+        raise TrainError("no dataset folder given (config.data)")
+    image_size = int(cfg.image_size or models.DEFAULT_SIZES[cfg.architecture])
+
+    index = index_dataset(cfg.data, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.seed)
+    frame = index.frame
+    if cfg.datasets:
+        frame = frame[frame["dataset"].isin(cfg.datasets)]
+        if frame.empty:
+            raise TrainError(f"none of the datasets {cfg.datasets} are in {cfg.data} "
+                             f"(it has: {', '.join(sorted(index.frame['dataset'].unique()))})")
+    frame = limit_split(frame, cfg.limit, cfg.seed)
+    train_df = frame[frame["split"] == "train"].reset_index(drop=True)
+    val_df = frame[frame["split"] == "val"].reset_index(drop=True)
+    if train_df["label"].nunique() < 2:
+        raise TrainError(f"the train split of {cfg.data} needs both real and fake images "
+                         f"(has {len(train_df)} images, labels {sorted(train_df['label'].unique())})")
+    if val_df.empty:
+        raise TrainError(f"no validation images in {cfg.data}; a val split is needed for early stopping")
+
+    root = Path(cfg.runs_dir)
+    name = runs.safe_name(cfg.name or cfg.architecture)
+    run_dir = runs.new_run_dir(root, name)
+    started, t0 = _now(), time.perf_counter()
+    counts = frame.groupby(["split", "label"]).size().unstack(fill_value=0).rename(columns={0: "real", 1: "fake"})
+    record: dict[str, Any] = {
+        **cfg.to_dict(),
+        "data": str(Path(cfg.data).expanduser().resolve()),
+        "image_size": image_size,
+        "layout": index.layout,
+        "data_fingerprint": index.fingerprint(),
+        "split_counts": {s: {k: int(v) for k, v in row.items()} for s, row in counts.iterrows()},
+        "datasets_in_data": sorted(frame["dataset"].unique().tolist()),
+        "index_skipped": len(index.skipped),
+        "started": started,
+        "pid": os.getpid(),
+        "host": platform.node(),
+    }
+    status, error, bad_files = runs.FAILED, None, []
+    try:
+        runs.write_json_atomic(run_dir / "config.json", record)
+        runs.write_status(run_dir, runs.RUNNING, started=started)
+        record["versions"] = library_versions()
+        status, summary = _fit_and_predict(cfg, image_size, train_df, val_df, frame, run_dir,
+                                                     record, bad_files, progress, stop_event, strategy)
+        record.update(summary)
+    except KeyboardInterrupt:
+        status, error = runs.INTERRUPTED, "interrupted (KeyboardInterrupt)"
+    except Exception as exc:  # noqa: BLE001 - the run is kept and the error re-raised as TrainError
+        status, error = runs.FAILED, f"{type(exc).__name__}: {exc}"
+        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+    finally:
+        final = _close_run(run_dir, root, name, record, status, error, bad_files, started, t0)
+    if status == runs.FAILED:
+        raise TrainError(f"training failed: {error} (run kept at {final})", final)
+    return final
+
+
+def _close_run(run_dir: Path, root: Path, name: str, record: dict[str, Any], status: str, error: str | None,
+               bad_files: list[tuple[str, str]], started: str, t0: float) -> Path:
+    """Write bad_files.csv, the final config.json and status.json, and rename the folder into place."""
+    ended = _now()
+    seen: dict[str, str] = {}
+    for path, reason in bad_files:
+        seen.setdefault(path, reason)
+    bad = pd.DataFrame(sorted(seen.items()), columns=["path", "reason"])
+    runs.write_csv_atomic(run_dir / "bad_files.csv", bad)
+    record.update(ended=ended, train_seconds=round(time.perf_counter() - t0, 2), status=status,
+                  bad_files=len(bad), bad_file_paths=bad["path"].tolist()[:100])
+    if error:
+        record["error"] = error
+    runs.write_json_atomic(run_dir / "config.json", record)
+    runs.write_status(run_dir, status, started=started, ended=ended, error=error,
+                      has_model=(run_dir / "model.keras").exists(), epochs_run=record.get("epochs_run"))
+    return runs.finalize_run_dir(run_dir, root, name)
+
+
+def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, val_df: pd.DataFrame,
+                     frame: pd.DataFrame, run_dir: Path, record: dict[str, Any], bad_files: list[tuple[str, str]],
+                     progress: Progress | None, stop_event: threading.Event | None,
+                     strategy: Any) -> tuple[str, dict[str, Any]]:
+    import keras
+
+    from dfd import evaluate, models
+    from dfd.data import Augment, make_dataset
+
+    keras.utils.set_random_seed(cfg.seed)
+    strat = make_strategy(strategy if strategy is not None else cfg.strategy)
+    replicas = int(strat.num_replicas_in_sync)
+    steps = math.ceil(len(train_df) / cfg.batch_size)
+    augment = Augment.from_dict(cfg.augment) if cfg.augment is not None else None
+    train_ds = make_dataset(train_df, image_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
+                            bad_files=bad_files)
+    val_ds = make_dataset(val_df, image_size, cfg.batch_size, shuffle=False, bad_files=bad_files)
+
+    with strat.scope():
+        model = models.build_model(cfg.architecture, image_size, **cfg.arch_kwargs)
+        lr = _learning_rate(cfg, steps)
+        opt = (keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay) if cfg.weight_decay
+               else keras.optimizers.Adam(learning_rate=lr))
+        model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(),
+                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+    record.update(params=int(model.count_params()), replicas=replicas, strategy_class=type(strat).__name__,
+                  steps_per_epoch=steps, monitor=cfg.monitor)
+    runs.write_json_atomic(run_dir / "config.json", record)
+
+    mode = "min" if cfg.monitor.endswith("loss") else "max"
+    callback = _callback_class()(run_dir, cfg.epochs, steps, progress, stop_event)
+    checkpoint = run_dir / "model.keras"
+    cbs: list[Any] = [  # RunCallback last: progress sees the epoch after the checkpoint is written
+        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=cfg.monitor, mode=mode, save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=mode, restore_best_weights=True,
+                                      patience=cfg.patience if cfg.patience > 0 else cfg.epochs + 1),
+        callback,
+    ]
+    class_weight = _class_weights(train_df["label"].to_numpy()) if cfg.class_weight else None
+    fit_t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        # The streamed dataset has unknown length (unreadable files are dropped), which Keras reports
+        # as "ran out of data" at each epoch end: expected here, not a problem.
+        warnings.filterwarnings("ignore", message=".*ran out of data.*")
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, class_weight=class_weight, callbacks=cbs,
+                  verbose=0)
+    fit_seconds = time.perf_counter() - fit_t0
+    hist = pd.DataFrame(callback.rows)
+    summary: dict[str, Any] = {"epochs_run": len(hist), "fit_seconds": round(fit_seconds, 2),
+                               "class_weight": class_weight}
+    if len(hist) and cfg.monitor in hist:
+        best = hist[cfg.monitor].idxmin() if mode == "min" else hist[cfg.monitor].idxmax()
+        summary.update(best_epoch=int(hist.loc[best, "epoch"]), best_score=float(hist.loc[best, cfg.monitor]))
+        n_seen = int(len(train_df)) * len(hist)
+        summary["train_images_per_second"] = round(n_seen / max(hist["seconds"].sum(), 1e-9), 1)
+    if callback.stopped:
+        return runs.INTERRUPTED, summary
+    if not checkpoint.exists():  # e.g. the monitored metric was never finite: keep the final weights
+        model.save(checkpoint)
+
+    # Predict with the best weights (EarlyStopping restored them; the checkpoint holds the same model).
+    predict = evaluate.predictor(model)
+    preds, pred_errors = [], {}
+    for split in cfg.predict_splits:
+        part = frame[frame["split"] == split]
+        if part.empty:
+            continue
+        pred, errors = evaluate.predict_frame(predict, part, image_size, max(cfg.batch_size, 64))
+        preds.append(pred)
+        pred_errors.update(errors)
+        if stop_event is not None and stop_event.is_set():
+            return runs.INTERRUPTED, summary
+    bad_files.extend(pred_errors.items())
+    if preds:
+        pred_df = pd.concat(preds, ignore_index=True)
+        runs.write_csv_atomic(run_dir / "predictions.csv", pred_df)
+        runs.write_json_atomic(run_dir / "metrics.json", evaluate.metrics_report(pred_df))
+    return runs.COMPLETE, summary

@@ -1,0 +1,154 @@
+"""Training runs for real: learning, run folder contents, interruption, never overwriting, bad files, strategy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from synthetic_faces import make_faces
+
+from dfd import runs
+from dfd.train import TrainConfig, TrainError, train
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory, faces140k) -> Path:
+    src = faces140k / "real-vs-fake" / "train" / "real"
+    return make_faces(tmp_path_factory.mktemp("synth") / "data", src, {"train": 60, "valid": 20, "test": 20})
+
+
+def _cfg(data: Path, runs_dir: Path, **kw) -> TrainConfig:
+    base = dict(data=str(data), architecture="tiny", image_size=48, epochs=6, batch_size=16, learning_rate=1e-2,
+                warmup_epochs=0.5, patience=0, seed=0, runs_dir=str(runs_dir), augment={"flip": True})
+    return TrainConfig(**{**base, **kw})
+
+
+def test_training_learns_and_writes_run(faces, tmp_path):
+    seen = []
+    path = train(_cfg(faces, tmp_path, name="learn"), progress=lambda e, n, logs: seen.append((e, n, logs)))
+    assert path == tmp_path / "learn"
+    assert runs.get_run(path).status == "complete"
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["val"]["accuracy"] >= 0.75, metrics["val"]
+    assert metrics["test"]["accuracy"] >= 0.75, metrics["test"]
+    assert metrics["test"]["roc_auc"] >= 0.8
+    cfg = json.loads((path / "config.json").read_text())
+    for key in ("data_fingerprint", "split_counts", "seed", "architecture", "params", "image_size", "augment",
+                "epochs", "learning_rate", "batch_size", "versions", "train_seconds", "started", "ended", "limit"):
+        assert key in cfg, key
+    assert cfg["split_counts"]["train"] == {"real": 60, "fake": 60}
+    assert set(cfg["versions"]) >= {"tensorflow", "keras", "numpy", "python"}
+    hist = pd.read_csv(path / "history.csv")
+    assert list(hist["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "val_loss", "accuracy", "val_accuracy", "lr"} <= set(hist.columns)
+    assert hist["lr"].iloc[0] < hist["lr"].iloc[1] or hist["lr"].iloc[-1] < hist["lr"].max()  # warm-up / decay
+    pred = pd.read_csv(path / "predictions.csv")
+    assert list(pred.columns) == ["path", "label", "p_fake", "split", "dataset"]
+    assert sorted(pred["split"].unique()) == ["test", "val"] and len(pred) == 80
+    assert [e for e, _, _ in seen if float(e).is_integer()] == [1, 2, 3, 4, 5, 6]
+    # The saved best model reproduces the stored predictions.
+    import numpy as np
+
+    from dfd import imaging
+
+    model = runs.load_model(path)
+    some = pred.head(8)
+    x = np.stack([imaging.decode(p, 48) for p in some["path"]])
+    np.testing.assert_allclose(np.asarray(model(x, training=False)).ravel(), some["p_fake"], atol=1e-5)
+
+
+def test_same_name_never_overwritten_and_limit(faces, tmp_path):
+    a = train(_cfg(faces, tmp_path, name="dup", epochs=1, limit=20))
+    b = train(_cfg(faces, tmp_path, name="dup", epochs=1, limit=20))
+    assert (a.name, b.name) == ("dup", "dup2")
+    counts = json.loads((b / "config.json").read_text())["split_counts"]
+    assert counts["train"] == {"real": 10, "fake": 10}
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_stop_event_keeps_run_as_interrupted(faces, tmp_path):
+    stop = threading.Event()
+
+    def progress(epoch, epochs, logs):
+        if epoch >= 1:
+            stop.set()
+
+    path = train(_cfg(faces, tmp_path, name="stopped", epochs=5), progress=progress, stop_event=stop)
+    run = runs.get_run(path)
+    assert run.status == "interrupted"
+    assert len(run.history()) == 1
+    assert run.has_model
+    assert not (path / "predictions.csv").exists()
+
+
+def test_keyboard_interrupt_keeps_run(faces, tmp_path):
+    def progress(epoch, epochs, logs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    path = train(_cfg(faces, tmp_path, name="ctrlc", epochs=5), progress=progress)
+    run = runs.get_run(path)
+    assert run.status == "interrupted"
+    assert json.loads((path / "status.json").read_text())["error"].startswith("interrupted")
+    assert len(run.history()) == 1 and run.has_model
+
+
+def test_failure_keeps_run_as_failed(faces, tmp_path):
+    with pytest.raises(TrainError, match="training failed") as info:
+        train(_cfg(faces, tmp_path, name="boom", epochs=1, arch_kwargs={"no_such_option": 1}))
+    run = runs.get_run(info.value.run_path)
+    assert run.status == "failed" and "no_such_option" in run.status_info["error"]
+
+
+def test_bad_config_fails_before_making_a_folder(faces, tmp_path):
+    with pytest.raises(TrainError, match="unknown architecture"):
+        train(_cfg(faces, tmp_path, architecture="nope"))
+    with pytest.raises(TrainError, match="unknown training option"):
+        TrainConfig.from_dict({"data": "x", "epochz": 3})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_training_image_is_skipped_and_recorded(faces, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(faces, data)
+    bad = data / "train" / "fake" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    path = train(_cfg(data, tmp_path / "runs", name="bad", epochs=2))
+    assert runs.get_run(path).status == "complete"
+    listed = pd.read_csv(path / "bad_files.csv")
+    assert str(bad) in set(listed["path"])
+    assert json.loads((path / "config.json").read_text())["bad_files"] == 1
+
+
+def test_mirrored_strategy_two_logical_cpus(faces, tmp_path):
+    code = textwrap.dedent(f"""
+        import json, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from dfd.train import TrainConfig, train
+        cfg = TrainConfig(data={str(faces)!r}, architecture="tiny", image_size=48, epochs=2, batch_size=16,
+                          learning_rate=1e-2, runs_dir={str(tmp_path)!r}, name="mirrored", strategy="mirrored",
+                          limit=40)
+        path = train(cfg)
+        print(json.dumps({{"path": str(path)}}))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    path = Path(json.loads(out.stdout.strip().splitlines()[-1])["path"])
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["replicas"] == 2 and cfg["strategy_class"] == "MirroredStrategy"
+    assert runs.get_run(path).status == "complete"
+    assert len(pd.read_csv(path / "predictions.csv")) == 80
