@@ -126,7 +126,7 @@ def pr(pred: pd.DataFrame) -> pd.DataFrame:
 
 def _reliability(y: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFrame:
     edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
+    idx = np.clip(np.floor(p * bins).astype(int), 0, bins - 1)  # [k/bins, (k+1)/bins); 1.0 in the last bin
     rows = []
     for b in range(bins):
         sel = idx == b

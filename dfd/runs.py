@@ -287,7 +287,7 @@ def _read_csv(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
 
 def _is_run_dir(path: Path) -> bool:
     return (path.is_dir() and not path.name.startswith((".", "_"))
-            and any((path / f).exists() for f in ("config.json", "status.json", "model.keras")))
+            and any((path / f).exists() for f in ("config.json", "status.json", "model.keras", "predictions.csv")))
 
 
 def list_runs(root: str | Path = MODELS_DIR) -> list[Run]:

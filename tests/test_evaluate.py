@@ -1,0 +1,180 @@
+"""Evaluation: metrics against hand-checked examples, curves, calibration, evaluating and stress-testing a run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic_faces import make_faces
+
+from dfd import evaluate, runs
+
+# y:    0    0    1    1    1
+# p:   .1   .6   .4   .8   .9      at 0.5 -> tn 1, fp 1, fn 1, tp 2
+HAND = pd.DataFrame({"path": list("abcde"), "label": [0, 0, 1, 1, 1], "p_fake": [0.1, 0.6, 0.4, 0.8, 0.9],
+                     "split": "test", "dataset": "d"})
+
+
+def test_metrics_hand_checked():
+    m = evaluate.metrics(HAND)
+    assert m["confusion"] == [[1, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["roc_auc"] == pytest.approx(5 / 6)  # 5 of the 6 (fake, real) pairs ranked right
+    assert m["ece"] == pytest.approx((0.1 + 0.6 + 0.6 + 0.2 + 0.1) / 5)
+    assert m["n"] == 5 and m["n_fake"] == 3
+
+
+def test_metrics_at_other_threshold_and_unreadable_rows():
+    m = evaluate.metrics(HAND, threshold=0.35)
+    assert m["confusion"] == [[1, 1], [0, 3]] and m["accuracy"] == pytest.approx(0.8)
+    with_nan = pd.concat([HAND, pd.DataFrame({"path": ["x"], "label": [1], "p_fake": [np.nan]})])
+    m2 = evaluate.metrics(with_nan)
+    assert m2["n"] == 5 and m2["n_unreadable"] == 1 and m2["accuracy"] == pytest.approx(0.6)
+
+
+def test_metrics_degenerate_cases_are_none_not_errors():
+    one_class = HAND[HAND["label"] == 1]
+    m = evaluate.metrics(one_class)
+    assert m["roc_auc"] is None and m["accuracy"] == pytest.approx(2 / 3)
+    empty = evaluate.metrics(HAND.iloc[0:0])
+    assert empty["n"] == 0 and empty["accuracy"] is None
+    assert evaluate.roc(one_class).empty
+    json.dumps(m, allow_nan=False)  # metrics.json stays valid JSON
+
+
+def test_curves():
+    r = evaluate.roc(HAND)
+    assert r.iloc[0][["fpr", "tpr"]].tolist() == [0, 0] and r.iloc[-1][["fpr", "tpr"]].tolist() == [1, 1]
+    assert np.trapezoid(r["tpr"], r["fpr"]) == pytest.approx(5 / 6)
+    p = evaluate.pr(HAND)
+    assert {"precision", "recall", "threshold"} <= set(p.columns)
+    assert p["recall"].max() == 1.0 and len(p) == len(p.dropna())
+
+
+def test_reliability_bins():
+    table = evaluate.reliability(HAND, bins=5)
+    assert table["count"].tolist() == [1, 0, 1, 1, 2]
+    assert table.loc[4, "mean_p_fake"] == pytest.approx(0.85) and table.loc[4, "frac_fake"] == 1.0
+    assert np.isnan(table.loc[1, "mean_p_fake"])
+
+
+def test_metrics_report_by_split_and_dataset():
+    both = pd.concat([HAND, HAND.assign(split="val", dataset="e"), HAND.assign(dataset="f")])
+    rep = evaluate.metrics_report(both)
+    assert rep["val"]["n"] == 5 and rep["test"]["n"] == 10
+    assert set(rep["by_dataset"]["test"]) == {"d", "f"}
+
+
+def test_apply_temperature():
+    assert evaluate.apply_temperature(0.5, 3.0) == pytest.approx(0.5)
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    assert evaluate.apply_temperature(sig(2.0), 2.0) == pytest.approx(sig(1.0))
+    out = evaluate.apply_temperature(np.array([0.9, np.nan]), 1.0)
+    assert out[0] == pytest.approx(0.9) and np.isnan(out[1])
+
+
+def test_fit_temperature_recovers_overconfidence():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, 20000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-z))).astype(int)
+    p_over = 1 / (1 + np.exp(-2.5 * z))  # a model 2.5x too confident
+    assert evaluate.fit_temperature(y, p_over) == pytest.approx(2.5, rel=0.06)
+
+
+def test_best_threshold():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.9])
+    t = evaluate.best_threshold(y, p)
+    assert 0.3 < t <= 0.35 and np.mean((p >= t) == y) == 1.0
+
+
+def test_calibrate_writes_calibration_json(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 400
+    y = rng.integers(0, 2, n)
+    z = np.where(y == 1, 1.0, -1.0) + rng.normal(0, 1, n)
+    p = 1 / (1 + np.exp(-4 * z))  # the true log-odds are 2z: 2x over-confident
+    pred = pd.DataFrame({"path": [f"{i}.jpg" for i in range(n)], "label": y, "p_fake": p,
+                         "split": np.where(np.arange(n) < 200, "val", "test"), "dataset": "d"})
+    tmp = runs.new_run_dir(tmp_path, "cal")
+    runs.write_csv_atomic(tmp / "predictions.csv", pred)
+    runs.write_json_atomic(tmp / "config.json", {"image_size": 32})
+    path = runs.finalize_run_dir(tmp, tmp_path, "cal")
+    result = evaluate.calibrate(path)
+    assert 1.5 < result["temperature"] < 2.6
+    assert result["ece_after"] < result["ece_before"]
+    assert runs.get_run(path).temperature == pytest.approx(result["temperature"])
+    assert runs.get_run(path).threshold == pytest.approx(result["threshold"])
+
+
+def test_calibrate_without_val_gives_clear_error(tmp_path):
+    tmp = runs.new_run_dir(tmp_path, "noval")
+    runs.write_csv_atomic(tmp / "predictions.csv", HAND)
+    path = runs.finalize_run_dir(tmp, tmp_path, "noval")
+    with pytest.raises(evaluate.EvaluationError, match="no usable 'val'"):
+        evaluate.calibrate(path)
+
+
+def test_perturbations_change_images_deterministically():
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert evaluate.perturbation("none", 0) is None
+    for kind, level in (("jpeg", 50), ("blur", 1.0), ("noise", 5)):
+        f = evaluate.perturbation(kind, level)
+        out = f(img)
+        assert out.shape == img.shape and out.dtype == np.uint8 and not np.array_equal(out, img)
+        np.testing.assert_array_equal(out, f(img))
+    with pytest.raises(evaluate.EvaluationError):
+        evaluate.perturbation("sepia", 1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, faces140k) -> tuple[Path, Path]:
+    from dfd.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("eval")
+    data = make_faces(base / "data", faces140k / "real-vs-fake" / "train" / "real",
+                      {"train": 50, "valid": 16, "test": 16})
+    path = train(TrainConfig(data=str(data), architecture="tiny", image_size=48, epochs=5, batch_size=16,
+                             learning_rate=1e-2, warmup_epochs=0.5, patience=0, runs_dir=str(base / "runs"),
+                             name="ev"))
+    return path, data
+
+
+@pytest.mark.slow
+def test_evaluate_run_writes_same_format(trained):
+    path, data = trained
+    out = evaluate.evaluate_run(path, data, "test")
+    assert out == path / "evals" / "data-test"
+    pred = pd.read_csv(out / "predictions.csv")
+    assert list(pred.columns) == runs.PREDICTION_COLUMNS and len(pred) == 32
+    own = runs.get_run(path).predictions()
+    own_test = own[own["split"] == "test"].set_index("path")["p_fake"]
+    np.testing.assert_allclose(pred.set_index("path").loc[own_test.index, "p_fake"], own_test, atol=1e-5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.75
+    again = evaluate.evaluate_run(path, data, "test")
+    assert again.name == "data-test2"  # never overwritten
+    assert runs.get_run(path).evals() == ["data-test", "data-test2"]
+
+
+@pytest.mark.slow
+def test_robustness_sweep(trained):
+    path, data = trained
+    table = evaluate.robustness(path, data, "test", limit=20)
+    assert list(table.columns) == ["perturbation", "level", "accuracy", "roc_auc", "n"]
+    assert len(table) == 10 and set(table["perturbation"]) == {"none", "jpeg", "blur", "noise"}
+    assert (table["n"] == 20).all()
+    clean = table[table["perturbation"] == "none"].iloc[0]
+    assert clean["accuracy"] >= 0.75
+    # a 2 px blur wipes out the checkerboard trace the model relies on: accuracy must drop towards chance
+    blur2 = table[(table["perturbation"] == "blur") & (table["level"] == 2.0)].iloc[0]
+    assert blur2["accuracy"] < clean["accuracy"]
+    assert (path / "robustness.csv").exists()
+    assert runs.get_run(path).robustness().shape == (10, 5)
