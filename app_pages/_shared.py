@@ -197,6 +197,31 @@ def detector(run: Any) -> Any:
     return _detector(*run_key(run))
 
 
+_warming: set[tuple[str, int]] = set()
+_warming_lock = threading.Lock()
+
+
+def warm_detector(run: Any) -> None:
+    """Start loading ``run``'s detector on a background thread (once), so the first verdict is quick.
+
+    A later :func:`detector` call for the same run waits for this load instead of starting another.
+    """
+    key = run_key(run)
+    with _warming_lock:
+        if key in _warming:
+            return
+        _warming.add(key)
+
+    def load() -> None:
+        try:
+            _detector(*key)
+        except Exception:  # noqa: BLE001 - the page's own detector() call reports the error
+            with _warming_lock:
+                _warming.discard(key)
+
+    threading.Thread(target=load, name="dfd-warm-detector", daemon=True).start()
+
+
 @st.cache_data(show_spinner=False, max_entries=2000)
 def thumbnail(path: str, size: int = 160, mtime: int = 0) -> Any:
     from dfd import explore

@@ -38,6 +38,7 @@ frames = [r.history()[["epoch", metric]].assign(run=r.name) for r in chosen if m
 if frames:
     fig = px.line(pd.concat(frames), x="epoch", y=metric, color="run", markers=True)
     fig.update_layout(height=360, margin=dict(t=20, b=10))
+    fig.update_xaxes(dtick=1)
     st.plotly_chart(fig, key="cmp_curves")
 else:
     st.caption(f"No picked run recorded {metric}.")

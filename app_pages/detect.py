@@ -10,6 +10,8 @@ from app_pages import _shared
 from dfd import detect, imaging
 
 st.title("Detect")
+st.caption("P(fake) is a model's estimate for the kinds of fakes it was trained on, not proof: detectors do much "
+           "worse on other generators and datasets, and after heavy compression or resizing.")
 with st.expander("What this can and cannot tell you", icon=":material/info:"):
     for line in detect.CAVEATS:
         st.markdown(f"- {line}")
@@ -21,6 +23,7 @@ if not run.has_model:
     st.error(f"Run **{run.name}** has no model file (status: {run.status}). Choose another run in the sidebar.")
     st.stop()
 
+_shared.warm_detector(run)  # load TensorFlow and the model in the background while files are chosen
 c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
 threshold = c1.slider("Decision threshold on P(fake)", 0.0, 1.0, float(run.threshold), 0.01,
                       key=f"det_threshold_{run.name}",

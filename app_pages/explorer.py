@@ -19,6 +19,10 @@ root, fp = str(index.root), index.fingerprint()
 st.caption(f"{_shared.dataset_label()} · layout `{index.layout}` · {len(frame):,} images"
            + (f" · {len(index.skipped)} files skipped while indexing" if index.skipped else ""))
 
+if st.session_state.get("data_source", _shared.DEMO) == _shared.DEMO:
+    st.info("This is the built-in demo: synthetic drawn faces whose fakes carry a GAN-like upsampling "
+            "checkerboard, made so every page works on a fresh machine. It says nothing about real deepfakes: "
+            "choose a folder of real data in the sidebar (any supported layout).", icon=":material/science:")
 datasets = sorted(frame["dataset"].unique())
 tab_counts, tab_gallery, tab_blur, tab_files, tab_spectra = st.tabs(
     ["Counts", "Gallery", "Blur & noise preview", "Sizes, JPEG & unreadable files", "Frequency spectra"],
@@ -34,8 +38,7 @@ if tab_counts.open:
                      category_orders={"split": ["train", "val", "test"], "class": ["real", "fake"]})
         fig.update_layout(height=380, margin=dict(t=40, b=10), legend_title_text="")
         st.plotly_chart(fig, key="counts_chart")
-        table = counts.pivot_table(index=["dataset", "split"], columns="class", values="images", fill_value=0)
-        table["total"] = table.sum(axis=1)
+        table = explore.counts_table(counts)
         st.dataframe(table, key="counts_table")
 
 # ---------------------------------------------------------------------------------------------- gallery

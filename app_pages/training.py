@@ -22,6 +22,7 @@ def curves(history: pd.DataFrame, metric: str, title: str, key: str) -> None:
     long["series"] = long["series"].map(lambda c: "validation" if c.startswith("val_") else "train")
     fig = px.line(long, x="epoch", y="value", color="series", markers=True, title=title, labels={"value": metric})
     fig.update_layout(height=320, margin=dict(t=40, b=10), legend_title_text="")
+    fig.update_xaxes(dtick=1)
     st.plotly_chart(fig, key=key)
 
 
@@ -103,6 +104,7 @@ if len(runs) > 1:
     if frames:
         fig = px.line(pd.concat(frames), x="epoch", y=metric, color="run", markers=True)
         fig.update_layout(height=360, margin=dict(t=20, b=10))
+        fig.update_xaxes(dtick=1)
         st.plotly_chart(fig, key="overlay_chart")
     elif picked:
         st.caption(f"None of the picked runs recorded {metric}.")

@@ -25,6 +25,17 @@ def class_counts(frame: pd.DataFrame) -> pd.DataFrame:
                              ignore_index=True)
 
 
+def counts_table(counts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`class_counts` as a wide table: rows (dataset, split) in train/val/test order, real, fake, total."""
+    table = counts.pivot_table(index=["dataset", "split"], columns="class", values="images", fill_value=0)
+    table = table.reindex(columns=[c for c in ("real", "fake") if c in table.columns])
+    order = {"train": 0, "val": 1, "test": 2}
+    table = table.sort_index(key=lambda idx: idx.map(order) if idx.name == "split" else idx)
+    table["total"] = table.sum(axis=1)
+    table.columns.name = None
+    return table
+
+
 def select(frame: pd.DataFrame, split: str | None = None, label: int | None = None,
            dataset: str | None = None) -> pd.DataFrame:
     """Rows of ``frame`` for one split / class / dataset (None: all)."""

@@ -1,0 +1,107 @@
+"""End to end in a real browser: `streamlit run` on a free port, Chromium (Playwright) drops a real face image
+on the Detect page's file input and reads the verdict."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}: {proc.stdout.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, faces140k) -> Path:
+    """The shipped models/ if it has the default detector, else a tiny real run trained here."""
+    from dfd import DEFAULT_RUN, MODELS_DIR, train
+
+    if (MODELS_DIR / DEFAULT_RUN / "model.keras").exists():
+        return MODELS_DIR
+    root = tmp_path_factory.mktemp("browser-runs")
+    train.train(train.TrainConfig(data=str(faces140k), architecture="tiny", image_size=64, epochs=1, limit=120,
+                                  runs_dir=str(root), name="default", patience=0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(runs_dir):
+    port = _free_port()
+    env = {**os.environ, "DFD_RUNS_DIR": str(runs_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (make browser)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_drop_a_real_face_on_the_detect_page_and_read_the_verdict(server, browser, faces140k):
+    face = sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[0]
+    page = browser.new_page(viewport={"width": 1300, "height": 1600})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server}/detect")
+    page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(face))
+    verdict = page.get_by_text(re.compile(r"(Face 1|Whole image): (FAKE|REAL) · P\(fake\) = [01]\.\d{3}"))
+    verdict.first.wait_for(timeout=120_000)
+    text = verdict.first.inner_text()
+    p_fake = float(re.search(r"P\(fake\) = ([01]\.\d{3})", text).group(1))
+    assert 0.0 <= p_fake <= 1.0
+    # the results table lists the file, and nothing crashed on the way
+    assert page.get_by_text(face.name).count() >= 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert not errors, errors
+    page.close()
