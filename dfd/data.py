@@ -17,6 +17,7 @@ TensorFlow is imported only by the pipeline functions.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -106,27 +107,69 @@ def _subdirs(path: Path) -> dict[str, Path]:
         return {}
 
 
+# Extensions in the cases people's files have, for a fast first test; other cases fall back to .lower().
+_EXT_FAST = tuple(imaging.IMAGE_EXTENSIONS) + tuple(ext.upper() for ext in imaging.IMAGE_EXTENSIONS)
+
+
+def _all_images(prefix: str, names: list[str]) -> list[str] | None:
+    """``prefix + name`` for every name if all names end with the same image extension, else None.
+
+    The common case (a class folder of one kind of file) done with C-level string operations: one join,
+    two counts and one split instead of a Python loop over 50,000 names.
+    """
+    if not names:
+        return []
+    ext = os.path.splitext(names[0])[1]
+    if ext not in _EXT_FAST:
+        return None
+    joined = "\n".join(names)
+    if joined.count("\n") != len(names) - 1 or (joined + "\n").count(ext + "\n") != len(names):
+        return None  # a newline inside a name, or not every name has the extension
+    return (prefix + ("\n" + prefix).join(names)).split("\n")
+
+
 def _list_images(folder: Path, skipped: list[tuple[str, str]]) -> list[str]:
-    """Image files below ``folder`` (recursively), by extension; other files are recorded as skipped."""
+    """Image files below ``folder`` (recursively), by extension, sorted; other files are recorded as skipped.
+
+    Fast path for big folders (a class folder of the 140k dataset holds 50,000 files): ``os.listdir``, a sort,
+    and string operations in C (:func:`_all_images`), no ``stat``; only names without an image extension are
+    checked for being folders (bench/index_speed.py measures this against a bare ``os.scandir`` walk). Names starting with "." (``.DS_Store``, macOS ``._x.jpg`` forks) are ignored.
+    """
     found: list[str] = []
     stack = [str(folder)]
+    visited = 0
     while stack:
         current = stack.pop()
+        visited += 1
         try:
-            with os.scandir(current) as it:
-                for entry in it:
-                    name = entry.name
-                    if name.startswith("."):
-                        continue
-                    if entry.is_dir():
-                        stack.append(entry.path)
-                    elif name.lower().endswith(imaging.IMAGE_EXTENSIONS):
-                        found.append(entry.path)
-                    else:
-                        skipped.append((entry.path, "not an image file (by extension)"))
+            names = os.listdir(current)
         except OSError as exc:
             skipped.append((current, f"cannot list folder: {exc.strerror or exc}"))
-    found.sort()
+            continue
+        names.sort()
+        # Hidden names form one block of the sorted list ("." sorts just before "/", never in a name).
+        lo, hi = bisect.bisect_left(names, "."), bisect.bisect_left(names, "/")
+        if lo < hi:
+            del names[lo:hi]
+        prefix = os.path.join(current, "")
+        images = _all_images(prefix, names)
+        if images is None:
+            images = [prefix + n for n in names if n.endswith(_EXT_FAST)]
+        if len(images) < len(names):
+            for name in names:
+                if name.endswith(_EXT_FAST):
+                    continue
+                path = prefix + name
+                if name.lower().endswith(imaging.IMAGE_EXTENSIONS):
+                    images.append(path)
+                elif os.path.isdir(path):
+                    stack.append(path)
+                else:
+                    skipped.append((path, "not an image file (by extension)"))
+            images.sort()
+        found += images
+    if visited > 1:
+        found.sort()
     return found
 
 
@@ -195,7 +238,7 @@ def stable_split(names: Iterable[str], labels: Iterable[int], val_frac: float, t
 
 def _index_one(folder: Path, layout: str, val_frac: float, test_frac: float, seed: int,
                skipped: list[tuple[str, str]]) -> pd.DataFrame:
-    rows: list[tuple[str, int, str | None, str]] = []
+    parts: list[tuple[list[str], int, str | None, str]] = []  # (paths, label, split, class folder name)
     if layout == "split":
         for split_name, split_dir in sorted(_subdirs(folder).items()):
             if split_name not in _SPLIT_NAMES:
@@ -204,17 +247,30 @@ def _index_one(folder: Path, layout: str, val_frac: float, test_frac: float, see
                 if class_name not in _PAIR_CLASSES:
                     skipped.append((str(class_dir), "folder is neither real nor fake"))
                     continue
-                rows += [(p, _PAIR_CLASSES[class_name], _SPLIT_NAMES[split_name], class_dir.name)
-                         for p in _list_images(class_dir, skipped)]
+                parts.append((_list_images(class_dir, skipped), _PAIR_CLASSES[class_name],
+                              _SPLIT_NAMES[split_name], class_dir.name))
     elif layout in ("rff", "pair"):
         classes = _RFF_CLASSES if layout == "rff" else _PAIR_CLASSES
         subs = _subdirs(folder)
         for class_name, label in classes.items():
             class_dir = subs[class_name]
-            rows += [(p, label, None, class_dir.name) for p in _list_images(class_dir, skipped)]
+            parts.append((_list_images(class_dir, skipped), label, None, class_dir.name))
     elif layout == "csv":
         return _index_csv(folder, val_frac, test_frac, seed, skipped)
-    frame = pd.DataFrame(rows, columns=["path", "label", "split", "class_name"])
+    # Column-wise construction (fast for 140k rows): one list of paths; the per-folder columns are a take()
+    # of a few values by folder number, done in C.
+    sizes = [len(paths) for paths, _, _, _ in parts]
+    folder_no = np.repeat(np.arange(len(parts)), sizes)
+
+    def per_folder(values: list[Any]) -> pd.Series:
+        return pd.Series(values).take(folder_no).reset_index(drop=True)
+
+    frame = pd.DataFrame({
+        "path": pd.Series([p for paths, _, _, _ in parts for p in paths]),
+        "label": np.repeat(np.array([lab for _, lab, _, _ in parts], dtype=np.int64), sizes),
+        "split": per_folder([sp for _, _, sp, _ in parts]),
+        "class_name": per_folder([cn for _, _, _, cn in parts]),
+    }, columns=["path", "label", "split", "class_name"])
     if layout in ("rff", "pair") and len(frame):
         frame["split"] = stable_split([os.path.basename(p) for p in frame["path"]], frame["label"],
                                       val_frac, test_frac, seed)

@@ -329,3 +329,24 @@ def test_layout_with_no_images(tmp_path: Path) -> None:
     (tmp_path / "fake" / "notes.txt").write_text("x")
     with pytest.raises(DatasetError, match="no images found"):
         data.index_dataset(tmp_path)
+
+
+def test_listing_rules(faces140k: Path, tmp_path: Path) -> None:
+    """Any extension case, nested folders, hidden files ignored, sorted whatever the directory order."""
+    src = _real_images(faces140k / "real-vs-fake" / "test" / "real", 1)[0]
+    root = tmp_path / "set"
+    names = {"real": ["b.JPG", "a.jpg", "c.Png", "sub/d.jpeg", "._a.jpg", ".hidden.jpg", "notes.md"],
+             "fake": ["z.jpg", "y.jpg", "x.jpg"]}
+    for cls, files in names.items():
+        for name in files:
+            (root / cls / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, root / cls / name)
+    index = data.index_dataset(root)
+    rel = [os.path.relpath(p, root) for p in index.frame["path"]]
+    assert sorted(r for r in rel if r.startswith("real")) == ["real/a.jpg", "real/b.JPG", "real/c.Png", "real/sub/d.jpeg"]
+    fakes = [r for r in rel if r.startswith("fake")]
+    assert sorted(fakes) == ["fake/x.jpg", "fake/y.jpg", "fake/z.jpg"]
+    for cls in ("real", "fake"):
+        listed = [p for p in index.frame["path"] if f"{os.sep}{cls}{os.sep}" in p]
+        assert listed == sorted(listed), "sorted within a class, whatever order the file system lists"
+    assert [os.path.relpath(p, root) for p, _ in index.skipped] == ["real/notes.md"]
