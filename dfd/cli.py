@@ -445,25 +445,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CliError("TFLite export is not available in this version (dfd.export is missing)") from exc
     run = _run(args.run, args.runs_dir)
-    fn = getattr(export, "export_tflite", None) or getattr(export, "export_run", None)
-    if fn is None:
-        raise CliError("dfd.export has no export_tflite(run, ...) function")
-    kwargs: dict[str, Any] = {}
-    if args.kind != "both":
-        kwargs["kinds"] = (args.kind,)
-    if args.out:
-        kwargs["out_dir"] = args.out
-    if args.calibration_data:
-        kwargs["data_root"] = _existing(args.calibration_data, "calibration dataset folder")
-    result = fn(run, **kwargs)
-    if isinstance(result, dict):
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    elif isinstance(result, (list, tuple)):
-        for item in result:
-            print(item)
-    else:
-        print(result)
+    kinds = ("float", "int8") if args.kind == "both" else (args.kind,)
+    data_root = _existing(args.calibration_data, "calibration dataset folder") if args.calibration_data else None
+    bar = _bar(None, f"export {run.name} ({', '.join(kinds)})", "step")
+    try:
+        written = export.export(run, args.out, data_root=data_root, kinds=kinds,
+                                n_representative=args.n_representative)
+    finally:
+        bar.close()
+    for key, path in written.items():
+        size = f"  ({Path(path).stat().st_size / 1024:.0f} KB)" if key != "info" and Path(path).exists() else ""
+        print(f"{key}: {path}{size}")
     return 0
 
 
@@ -487,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deepfake image detection: datasets, training, evaluation and detection from the shell.",
         epilog="Each command has its own --help. Labels: fake = 1, real = 0; models output P(fake).")
     parser.add_argument("--version", action="version", version=f"dfd {__version__}")
-    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up log lines on stderr")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's start-up log lines, and show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", formatter_class=_Formatter, help="make the built-in (synthetic) demo dataset",
@@ -576,8 +569,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output folder (default: the run folder)")
     p.add_argument("--calibration-data", metavar="DIR",
                    help="images for int8 calibration (default: the run's training data)")
+    p.add_argument("--n-representative", type=int, default=200, metavar="N",
+                   help="number of training images used to calibrate the int8 quantisation")
     _runs_dir(p)
     p.set_defaults(func=cmd_export)
+    for command in sub.choices.values():
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="keep TensorFlow's start-up log lines, and show tracebacks of unexpected errors")
     return parser
 
 
@@ -616,7 +614,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"dfd {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
-    except (OSError, ValueError) as exc:  # e.g. a disk full or permission problem: still one line
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"dfd {args.command}: error: {type(exc).__name__}: {message}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - anything else (a disk full, a library bug): still one line
+        if args.verbose:
+            raise
+        message = " ".join(str(exc).split())[:500] or "(no message)"
+        print(f"dfd {args.command}: error: {type(exc).__name__}: {message} (--verbose shows the traceback)",
+              file=sys.stderr)
         return EXIT_ERROR
