@@ -69,6 +69,23 @@ def test_entry_point_and_explorer_render_without_tensorflow(tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "['Data explorer'] False False"
 
 
+def test_pages_other_than_detect_never_import_tensorflow(trained_runs):
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({ENTRY!r}, default_timeout={TIMEOUT}).run()\n"
+        "for page in ['training', 'evaluation', 'compare', 'explorer']:\n"
+        "    at.switch_page(f'app_pages/{page}.py').run()\n"
+        "    assert not at.exception, (page, at.exception)\n"
+        "    assert 'tensorflow' not in sys.modules, page\n"
+        "print('ok', len(at.get('plotly_chart')))\n"
+    )
+    env = {**os.environ, "DFD_RUNS_DIR": str(trained_runs)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1].startswith("ok")
+
+
 def test_every_page_opens_with_no_run_and_says_what_to_do(tmp_path, monkeypatch):
     at = _app(tmp_path / "no-runs", monkeypatch)
     assert at.sidebar.radio(key="data_source").value == "Built-in demo"
