@@ -1,0 +1,165 @@
+"""Export a run's Keras model to TensorFlow Lite: float32, and int8 (post-training full-integer quantisation).
+
+``export(run, out_dir)`` writes ``model_float32.tflite`` and ``model_int8.tflite`` (plus ``export.json``
+recording sizes and the representative images used) and returns their paths. Both files keep the model's
+interface: a float32 (1, size, size, 3) input with values 0..255 and a float32 (1, 1) P(fake) output; the
+int8 file quantises every weight and activation inside (its input and output are (de)quantised in the
+graph), calibrated on up to ``n_representative`` training images of the run's own data, decoded by
+:mod:`dfd.imaging` exactly as in training and serving. :func:`tflite_predictor` runs an exported file.
+
+TensorFlow is imported only inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfd import imaging
+from dfd.runs import Run, get_run, load_model, write_json_atomic
+
+
+class ExportError(ValueError):
+    """A run that cannot be exported (no model, no representative images), with a one-line reason."""
+
+
+def representative_paths(run: Run, data_root: str | Path | None = None, n: int = 200, seed: int = 0) -> list[str]:
+    """Up to ``n`` training image paths of the run's data (both classes, every dataset), shuffled by ``seed``."""
+    from dfd.data import DatasetError, index_dataset
+
+    root = data_root or run.config.get("data")
+    if not root:
+        raise ExportError(f"run {run.name!r} records no data folder; pass data_root for the int8 calibration images")
+    try:
+        index = index_dataset(root, val_frac=run.config.get("val_frac", 0.15),
+                              test_frac=run.config.get("test_frac", 0.15), seed=run.config.get("split_seed", 0))
+    except DatasetError as exc:
+        raise ExportError(f"cannot read the representative images: {exc}") from exc
+    train = index.split("train")
+    if train.empty:
+        train = index.frame
+    take = min(n, len(train))
+    return train.sample(n=take, random_state=seed)["path"].astype(str).tolist()
+
+
+def _representative(paths: list[str], size: int) -> Callable[[], Iterator[list[np.ndarray]]]:
+    def gen() -> Iterator[list[np.ndarray]]:
+        for p in paths:
+            try:
+                yield [imaging.decode(p, size)[None]]
+            except imaging.ImageError:
+                continue
+
+    return gen
+
+
+def _converter(model: Any) -> Any:
+    # from_keras_model freezes the variables (a tf.function's concrete function keeps them as resources,
+    # which the TFLite interpreter reads as uninitialised: NaN outputs, failed int8 calibration).
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_root: str | Path | None = None,
+           kinds: tuple[str, ...] = ("float", "int8"), n_representative: int = 200,
+           seed: int = 0) -> dict[str, Path]:
+    """Write ``model_float32.tflite`` and/or ``model_int8.tflite`` (``kinds``) and ``export.json`` to ``out_dir``.
+
+    ``out_dir`` defaults to the run folder. Returns {"float32": path, "int8": path, "info": path}.
+    """
+    unknown = set(kinds) - {"float", "int8"}
+    if unknown or not kinds:
+        raise ExportError(f"unknown export kind(s) {sorted(unknown)}; choose from float, int8")
+    import tensorflow as tf
+
+    run = get_run(run)
+    if not run.model_path.exists():
+        raise ExportError(f"run {run.name!r} has no model.keras to export")
+    out = Path(out_dir) if out_dir else run.path
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_model(run)
+    size = int(model.inputs[0].shape[1])
+    info: dict[str, Any] = {"run": run.name, "image_size": size, "keras_bytes": run.model_path.stat().st_size,
+                            "tensorflow": tf.__version__}
+    written: dict[str, Path] = {}
+
+    if "float" in kinds:
+        start = time.perf_counter()
+        flat = _converter(model).convert()
+        written["float32"] = out / "model_float32.tflite"
+        written["float32"].write_bytes(flat)
+        info["float32"] = {"bytes": len(flat), "seconds": round(time.perf_counter() - start, 1)}
+
+    if "int8" in kinds:
+        paths = representative_paths(run, data_root, n_representative, seed)
+        if not paths:
+            raise ExportError("no representative images found for the int8 calibration")
+        start = time.perf_counter()
+        conv = _converter(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = _representative(paths, size)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        quant = conv.convert()
+        written["int8"] = out / "model_int8.tflite"
+        written["int8"].write_bytes(quant)
+        info["int8"] = {"bytes": len(quant), "seconds": round(time.perf_counter() - start, 1),
+                        "representative_images": len(paths)}
+    written["info"] = write_json_atomic(out / "export.json", info)
+    return written
+
+
+export_tflite = export  # the name the CLI looks for
+
+
+def tflite_predictor(path: str | Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict(batch float32 (n, size, size, 3) 0..255) -> (n,) P(fake)`` running a ``.tflite`` file."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, np.float32)
+        if batch.ndim == 3:
+            batch = batch[None]
+        probs = np.empty(len(batch), np.float64)
+        for i, img in enumerate(batch):
+            interpreter.set_tensor(inp["index"], img[None])
+            interpreter.invoke()
+            probs[i] = float(np.asarray(interpreter.get_tensor(out["index"])).reshape(-1)[0])
+        return probs
+
+    return predict
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dfd.export RUN [--out DIR] [--data DIR] [--no-int8]`` (the CLI's ``export`` calls :func:`export`)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m dfd.export", description=main.__doc__)
+    ap.add_argument("run", nargs="?", default="default")
+    ap.add_argument("--out", default=None, help="output folder (default: the run folder)")
+    ap.add_argument("--data", default=None, help="data folder for int8 calibration images (default: the run's)")
+    ap.add_argument("--n-representative", type=int, default=200)
+    ap.add_argument("--no-int8", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        paths = export(args.run, args.out, data_root=args.data, n_representative=args.n_representative,
+                       kinds=("float",) if args.no_int8 else ("float", "int8"))
+    except (ExportError, ValueError, OSError) as exc:
+        print(f"error: {exc}")
+        return 2
+    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
