@@ -123,7 +123,9 @@ else:
             fig.add_hline(y=float(clean[metric].iloc[0]), line_dash="dot", annotation_text="clean")
         fig.update_layout(height=280, margin=dict(t=40, b=10), yaxis_range=[0, 1.02])
         if kind == "jpeg":
-            fig.update_xaxes(autorange="reversed", title="JPEG quality")
+            fig.update_xaxes(autorange="reversed", title="JPEG quality (lower = stronger)")
+        else:
+            fig.update_xaxes(title={"blur": "blur sigma (px)", "noise": "noise std (0..255)"}.get(kind, "level"))
         col.plotly_chart(fig, key=f"rob_{kind}")
     st.dataframe(rob, hide_index=True, key="rob_table")
 

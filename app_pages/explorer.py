@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _shared
@@ -109,10 +108,12 @@ if tab_files.open:
         st.dataframe(summary, hide_index=True, key="quant_table")
         for message in explore.compression_gaps(summary):
             st.warning(f"Compression shortcut: {message}", icon=":material/warning:")
-        if steps["quant_step"].notna().any():
-            fig = px.box(steps.dropna(subset=["quant_step"]), x="dataset", y="quant_step", color="class",
-                         points="outliers", color_discrete_map={"real": "#2e7d32", "fake": "#c62828"})
-            fig.update_layout(height=340, margin=dict(t=20, b=10), yaxis_title="quantisation step",
+        if summary["mean step"].notna().any():
+            fig = px.bar(summary.dropna(subset=["mean step"]), x="dataset", y="mean step", color="class",
+                         barmode="group", text="mean step", error_y=summary["max"] - summary["mean step"],
+                         error_y_minus=summary["mean step"] - summary["min"],
+                         color_discrete_map={"real": "#2e7d32", "fake": "#c62828"})
+            fig.update_layout(height=340, margin=dict(t=20, b=10), yaxis_title="mean quantisation step (min-max)",
                               legend_title_text="")
             st.plotly_chart(fig, key="quant_chart")
         st.subheader("Unreadable files")
@@ -144,9 +145,10 @@ if tab_spectra.open:
             for col, (title, z) in zip(st.columns(3), panels, strict=True):
                 diff = title == "fake - real"
                 lim = float(np.abs(z).max()) if diff else None
-                fig = go.Figure(go.Heatmap(z=z, colorscale="RdBu_r" if diff else "Viridis", zmid=0 if diff else None,
-                                           zmin=-lim if diff else None, zmax=lim if diff else None,
-                                           showscale=diff))
-                fig.update_layout(title=title, height=330, margin=dict(t=40, b=5, l=5, r=5),
-                                  xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"))
+                fig = px.imshow(z, color_continuous_scale="RdBu_r" if diff else "Viridis",
+                                zmin=-lim if diff else None, zmax=lim if diff else None, aspect="equal",
+                                title=title)
+                fig.update_layout(height=360, margin=dict(t=40, b=5, l=5, r=5), coloraxis_showscale=diff)
+                fig.update_xaxes(visible=False)
+                fig.update_yaxes(visible=False)
                 col.plotly_chart(fig, key=f"spec_{title}")
