@@ -26,7 +26,7 @@ from dfd import MODELS_DIR, __version__
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-NEEDS_TENSORFLOW = ("train", "evaluate", "predict", "robustness", "export")
+_QUIET = {"tensorflow": True}  # main() sets it from --verbose
 
 
 class CliError(Exception):
@@ -76,7 +76,7 @@ def _import_tensorflow_quietly() -> None:
     Those lines are printed before absl logging is initialised, so no environment variable silences them;
     file descriptor 2 is pointed at /dev/null for the import only. Python exceptions still propagate.
     """
-    if "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules or not _QUIET["tensorflow"]:
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -263,6 +263,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         _existing(options["data"], "dataset folder")
     config = train.TrainConfig.from_dict(options)
+    from dfd.models import ARCHITECTURES
+
+    if config.architecture not in ARCHITECTURES:  # checked here too, so bad input fails before TensorFlow loads
+        raise CliError(f"unknown architecture {config.architecture!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}")
+    _import_tensorflow_quietly()
     bar = _bar(config.epochs, "train", "epoch")
 
     def progress(epoch: float, epochs: int, logs: dict[str, Any]) -> None:
@@ -329,6 +334,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = _run(args.run, args.runs_dir)
     _existing(args.data, "dataset folder")
+    _import_tensorflow_quietly()
     bar = _bar(None, f"evaluate {run.name}", "img")
     try:
         folder = evaluate.evaluate_run(run, args.data, split=args.split, tag=args.tag, limit=args.limit,
@@ -359,6 +365,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
     run = _run(args.run, args.runs_dir)
     _existing(args.data, "dataset folder")
+    _import_tensorflow_quietly()
     bar = _bar(len(evaluate.ROBUSTNESS_SWEEP), f"robustness {run.name}", "condition")
     try:
         table = evaluate.robustness(run, args.data, split=args.split, limit=args.limit, batch_size=args.batch_size,
@@ -397,6 +404,7 @@ def _expand(paths: Sequence[str]) -> list[Path]:
 def cmd_predict(args: argparse.Namespace) -> int:
     files = _expand(args.paths)
     run = _run(args.run, args.runs_dir)
+    _import_tensorflow_quietly()
     from dfd import detect
 
     detector = detect.Detector(run)
@@ -447,6 +455,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     run = _run(args.run, args.runs_dir)
     kinds = ("float", "int8") if args.kind == "both" else (args.kind,)
     data_root = _existing(args.calibration_data, "calibration dataset folder") if args.calibration_data else None
+    _import_tensorflow_quietly()
     bar = _bar(None, f"export {run.name} ({', '.join(kinds)})", "step")
     try:
         written = export.export(run, args.out, data_root=data_root, kinds=kinds,
@@ -603,8 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    if args.command in NEEDS_TENSORFLOW and not args.verbose:
-        _import_tensorflow_quietly()
+    _QUIET["tensorflow"] = not args.verbose
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

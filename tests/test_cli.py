@@ -1,0 +1,255 @@
+"""``python -m dfd`` end to end, in subprocesses: demo, index on the real data, a tiny training run, runs,
+evaluate, predict (a real face and a broken file), robustness, export, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dfd import cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dfd(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m dfd ARGS`` from the repo; stdout and stderr captured as text."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "dfd", *map(str, args)], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, command: str, *fragments: str) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith(f"dfd {command}: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+
+
+# ------------------------------------------------------------------------------------------ help
+
+
+def test_help_explains_every_command_and_option() -> None:
+    proc = dfd("--help")
+    assert proc.returncode == 0
+    for command in ("demo", "index", "train", "evaluate", "predict", "runs", "robustness", "export"):
+        assert command in proc.stdout
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, sub_parser in sub.choices.items():
+        for action in sub_parser._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    train_help = sub.choices["train"].format_help()
+    from dfd.train import TrainConfig
+
+    for f in fields(TrainConfig):  # every TrainConfig field is an option
+        assert "--" + f.name.replace("_", "-") in train_help, f.name
+    assert "srm_cnn" in train_help and "tiny" in train_help, "the architectures are listed"
+
+
+def test_no_command_and_bad_option_values() -> None:
+    proc = dfd()
+    assert proc.returncode == 2 and "usage" in proc.stderr
+    proc = dfd("train", "--epochs", "many")
+    assert proc.returncode == 2 and "invalid int value" in proc.stderr
+    proc = dfd("train", "--augment", "{flip: yes")
+    assert proc.returncode == 2 and "not valid JSON" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------ demo and index
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("cli") / "demo"
+    proc = dfd("demo", "--dest", dest, "--n-per-class", 40, "--size", 64)
+    assert proc.returncode == 0, proc.stderr
+    assert f"demo dataset written to {dest}" in proc.stdout
+    assert "train    28    28" in proc.stdout
+    return dest
+
+
+def test_demo(demo_data: Path, tmp_path: Path) -> None:
+    assert len(list((demo_data / "real-vs-fake").rglob("*.jpg"))) == 80
+    one_line_error(dfd("demo", "--dest", demo_data), "demo", "already exists")
+    one_line_error(dfd("demo", "--size", 64, env={"DFD_DEMO_DIR": str(tmp_path / "cache")}), "demo", "--dest")
+    # The cached default, generated on first use at $DFD_DEMO_DIR.
+    proc = dfd("demo", env={"DFD_DEMO_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0 and f"written to {tmp_path / 'cache'}" in proc.stdout
+    proc = dfd("demo", env={"DFD_DEMO_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0 and "already at" in proc.stdout
+
+
+def _count_row(out: str, split: str) -> list[int]:
+    row = next(line.split() for line in out.splitlines() if line.split()[:1] == [split])
+    return [int(v) for v in row[1:4]]
+
+
+def test_index_real_data(faces140k: Path, lfw: Path, rff: Path) -> None:
+    proc = dfd("index", faces140k)
+    assert proc.returncode == 0, proc.stderr
+    assert "layout: split" in proc.stdout
+    assert _count_row(proc.stdout, "train") == [650, 650, 1300]
+    assert _count_row(proc.stdout, "test") == [150, 150, 300]
+    assert "skipped: 0" in proc.stdout
+    proc = dfd("index", lfw)
+    assert _count_row(proc.stdout, "val") == [250, 250, 500]
+    proc = dfd("index", rff, "--val-frac", "0.1", "--test-frac", "0.2")
+    assert proc.returncode == 0 and "layout: rff" in proc.stdout
+    assert _count_row(proc.stdout, "test") == [216, 192, 408]
+    proc = dfd("index", faces140k.parent)
+    assert "per dataset" in proc.stdout and "lfw-faceswap" in proc.stdout and "images: 7941" in proc.stdout
+
+
+def test_index_reports_skipped_and_unreadable(faces140k: Path, tmp_path: Path) -> None:
+    good = sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[:3]
+    for cls in ("real", "fake"):
+        (tmp_path / cls).mkdir()
+        for f in good:
+            (tmp_path / cls / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "fake" / "cut.jpg").write_bytes(good[0].read_bytes()[:2000])
+    (tmp_path / "real" / "notes.txt").write_text("hello")
+    proc = dfd("index", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped: 1 (add --check" in proc.stdout and "notes.txt: not an image file" in proc.stdout
+    proc = dfd("index", tmp_path, "--check")
+    assert "skipped: 2" in proc.stdout
+    assert f"{tmp_path / 'fake' / 'cut.jpg'}: image is corrupt or truncated" in proc.stdout
+
+
+def test_index_errors(tmp_path: Path) -> None:
+    one_line_error(dfd("index", tmp_path / "nowhere"), "index", "not found", str(tmp_path / "nowhere"))
+    one_line_error(dfd("index", tmp_path), "index", "no dataset found", "supported layouts")
+
+
+# ------------------------------------------------------------------------------------------ train .. export
+
+
+@pytest.fixture(scope="module")
+def trained(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    runs_dir = tmp_path_factory.mktemp("runs")
+    proc = dfd("train", "--data", demo_data, "--architecture", "tiny", "--image-size", 64, "--epochs", 2,
+               "--batch-size", 16, "--limit", 40, "--runs-dir", runs_dir, "--name", "cli-tiny",
+               "--augment", '{"flip": true, "jpeg_p": 0.5}', "--no-class-weight", "--notes", "from the CLI test")
+    assert proc.returncode == 0, proc.stderr
+    run_path = Path(proc.stdout.strip().splitlines()[-1])
+    return runs_dir, run_path
+
+
+@pytest.mark.slow
+def test_train_prints_the_run_folder(trained: tuple[Path, Path]) -> None:
+    runs_dir, run_path = trained
+    assert run_path == runs_dir / "cli-tiny"
+    assert (run_path / "model.keras").is_file() and (run_path / "predictions.csv").is_file()
+    from dfd import runs
+
+    run = runs.get_run(run_path)
+    assert run.status == "complete"
+    cfg = run.config
+    assert (cfg["architecture"], cfg["image_size"], cfg["epochs"], cfg["limit"]) == ("tiny", 64, 2, 40)
+    assert cfg["augment"] == {"flip": True, "jpeg_p": 0.5}
+    assert not cfg["class_weight"], "--no-class-weight: no class weights were used"
+    assert cfg["notes"] == "from the CLI test"
+    assert len(run.history()) == 2
+
+
+@pytest.mark.slow
+def test_runs_lists_the_run(trained: tuple[Path, Path]) -> None:
+    runs_dir, _ = trained
+    proc = dfd("runs", "--runs-dir", runs_dir)
+    assert proc.returncode == 0
+    assert "cli-tiny" in proc.stdout and "complete" in proc.stdout and "tiny" in proc.stdout
+    proc = dfd("runs", "--runs-dir", runs_dir, "--csv", "-")
+    table = pd.read_csv(io.StringIO(proc.stdout))
+    assert table.loc[0, "name"] == "cli-tiny" and 0 <= table.loc[0, "accuracy"] <= 1
+    proc = dfd("runs", "--runs-dir", runs_dir / "empty")
+    assert proc.returncode == 0 and "no runs" in proc.stdout
+
+
+@pytest.mark.slow
+def test_evaluate(trained: tuple[Path, Path], demo_data: Path) -> None:
+    runs_dir, run_path = trained
+    proc = dfd("evaluate", "cli-tiny", demo_data, "--split", "val", "--runs-dir", runs_dir)
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    assert folder == run_path / "evals" / "demo-val"
+    assert (folder / "metrics.json").is_file()
+    pred = pd.read_csv(folder / "predictions.csv")
+    assert len(pred) == 12 and pred["p_fake"].between(0, 1).all()
+    assert "val: n 12  accuracy" in proc.stdout
+    one_line_error(dfd("evaluate", "no-such-run", demo_data, "--runs-dir", runs_dir), "evaluate",
+                   "no run 'no-such-run'", "cli-tiny")
+    one_line_error(dfd("evaluate", "cli-tiny", demo_data / "missing", "--runs-dir", runs_dir), "evaluate",
+                   "not found")
+
+
+@pytest.mark.slow
+def test_predict_real_face_and_broken_file(trained: tuple[Path, Path], faces140k: Path, tmp_path: Path) -> None:
+    runs_dir, run_path = trained
+    face = sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[0]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(face.read_bytes()[:1500])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    proc = dfd("predict", face, broken, text, "--run", "cli-tiny", "--runs-dir", runs_dir, "--csv", "-")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(io.StringIO(proc.stdout))
+    assert list(table.columns) == ["file", "face", "p_fake", "verdict", "box", "note"]
+    ok = table[table["file"] == str(face)]
+    assert len(ok) >= 1 and ok["p_fake"].between(0, 1).all() and ok["verdict"].isin(["fake", "real"]).all()
+    bad = table.set_index("file").loc[[str(broken), str(text)]]
+    assert (bad["verdict"] == "error").all()
+    assert "truncated" in bad.loc[str(broken), "note"] and "not an image" in bad.loc[str(text), "note"]
+    # The CLI and the app agree: both are dfd.detect.Detector.
+    from dfd import detect
+
+    result = detect.Detector(run_path).analyse(face)
+    assert ok["p_fake"].tolist() == pytest.approx([round(f.p_fake, 4) for f in result.faces], abs=1e-4)
+    # The table view (and a folder argument, searched recursively), and bad input.
+    folder = tmp_path / "album"
+    (folder / "sub").mkdir(parents=True)
+    for i, f in enumerate(sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[:4]):
+        (folder / ("sub" if i % 2 else "") / f.name).write_bytes(f.read_bytes())
+    (folder / "readme.txt").write_text("skipped: not an image extension")
+    proc = dfd("predict", folder, "--run", run_path, "--whole-image", "--threshold", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 image(s), 4 judged region(s)" in proc.stdout and "0 unreadable" in proc.stdout
+    assert "threshold 0.500" in proc.stdout
+    one_line_error(dfd("predict", tmp_path / "gone.jpg", "--run", run_path), "predict", "not found")
+    one_line_error(dfd("predict", face, "--run", "nope", "--runs-dir", runs_dir), "predict", "no run 'nope'")
+
+
+@pytest.mark.slow
+def test_robustness(trained: tuple[Path, Path], demo_data: Path) -> None:
+    runs_dir, run_path = trained
+    proc = dfd("robustness", "cli-tiny", demo_data, "--limit", 8, "--runs-dir", runs_dir)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(run_path / "robustness.csv")
+    assert set(table["perturbation"]) == {"none", "jpeg", "blur", "noise"}
+    assert (table["n"] == 8).all()
+    assert "jpeg" in proc.stdout and str(run_path / "robustness.csv") in proc.stdout
+
+
+@pytest.mark.slow
+def test_export_float(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    runs_dir, run_path = trained
+    proc = dfd("export", "cli-tiny", "--kind", "float", "--out", tmp_path, "--runs-dir", runs_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "model_float32.tflite").stat().st_size > 1000
+    assert f"float32: {tmp_path / 'model_float32.tflite'}" in proc.stdout
+    one_line_error(dfd("export", "nope", "--runs-dir", runs_dir), "export", "no run 'nope'")
+
+
+def test_train_errors(tmp_path: Path, demo_data: Path) -> None:
+    one_line_error(dfd("train", "--data", tmp_path / "nothing", "--runs-dir", tmp_path), "train", "not found")
+    one_line_error(dfd("train", "--data", demo_data, "--architecture", "resnet9000", "--runs-dir", tmp_path),
+                   "train", "unknown architecture", "srm_cnn")
+    assert not any(tmp_path.iterdir()), "no run folder is made for bad input"
