@@ -291,7 +291,7 @@ def _index_csv(csv_path: Path, val_frac: float, test_frac: float, seed: int,
         raw = str(rec.path)
         path = Path(raw) if os.path.isabs(raw) else csv_path.parent / raw
         label_text = str(rec.label).strip().lower()
-        label = _CLASS_NAMES.get(label_text, {"1": FAKE, "0": REAL}.get(label_text))
+        label = _CLASS_NAMES.get(label_text, {"1": FAKE, "0": REAL, "1.0": FAKE, "0.0": REAL}.get(label_text))
         if label is None:
             skipped.append((str(path), f"label {rec.label!r} is neither fake/1 nor real/0"))
             continue

@@ -184,6 +184,16 @@ def test_csv_manifest(faces140k: Path, tmp_path: Path) -> None:
     assert _counts(index) == {"train": (6, 6), "val": (2, 2), "test": (2, 2)}  # round(1.5) == 2
 
 
+def test_csv_manifest_numeric_labels_with_gaps(faces140k: Path, tmp_path: Path) -> None:
+    files = _real_images(faces140k / "real-vs-fake" / "test" / "real", 4)
+    # An empty label makes pandas read the column as floats (1.0, 0.0, NaN).
+    lines = ["path,label"] + [f"{f},{i % 2}" for i, f in enumerate(files)] + [f"{files[0]},"]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    index = data.index_dataset(tmp_path / "m.csv")
+    assert sorted(index.frame["label"].tolist()) == [0, 0, 1, 1]
+    assert len(index.skipped) == 1 and "neither fake/1 nor real/0" in index.skipped[0][1]
+
+
 def test_csv_manifest_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("file,kind\na.jpg,fake\n")
