@@ -62,4 +62,4 @@ else:
     if diff.empty:
         st.caption("The picked runs have identical configurations.")
     else:
-        st.dataframe(diff, key="cmp_diff")
+        st.dataframe(diff, key="cmp_diff", height=min(36 * (len(diff) + 1) + 4, 700))

@@ -78,7 +78,7 @@ runs = _shared.list_runs()
 run = _shared.current_run()
 st.subheader("Curves of the selected run")
 if run is None:
-    st.info("No run yet: start one below (the built-in demo trains in about a minute).")
+    st.info("No run yet: start one below (on the built-in demo a few epochs take a few minutes on a laptop CPU).")
 else:
     hist = run.history()
     st.caption(f"Run **{run.name}** · status {run.status} · {run.architecture or '?'} · "
