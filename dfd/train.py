@@ -71,6 +71,7 @@ class TrainConfig:
     datasets: list[str] | None = None       # keep only these values of the index's dataset column
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     strategy: str | None = None             # None (default), "mirrored" (all GPUs, else all logical CPUs)
+    bn_batches: int = 50                    # recompute batch-norm statistics over this many batches (0: off)
     predict_splits: list[str] = field(default_factory=lambda: ["val", "test"])
     notes: str = ""
 
@@ -145,8 +146,9 @@ def _callback_class() -> type:
         """Writes history.csv after each epoch, reports progress, honours stop_event between batches."""
 
         def __init__(self, run_dir: Path, epochs: int, steps: int, progress: Progress | None,
-                     stop_event: threading.Event | None) -> None:
+                     stop_event: threading.Event | None, bn_data: Any = None, bn_batches: int = 0) -> None:
             super().__init__()
+            self.bn_data, self.bn_batches = bn_data, bn_batches
             self.run_dir, self.epochs, self.steps = run_dir, epochs, max(1, steps)
             self.progress, self.stop_event = progress, stop_event
             self.rows: list[dict[str, Any]] = []
@@ -177,6 +179,11 @@ def _callback_class() -> type:
                 self.progress(self._epoch + frac, self.epochs, {k: float(v) for k, v in (logs or {}).items()
                                                                  if np.isscalar(v)} | {"batch": batch + 1})
 
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            # Validation inside fit: give it batch-norm statistics that match the current weights.
+            if self.bn_data is not None and self.bn_batches > 0 and not self.stopped:
+                recompute_batchnorm(self.model, self.bn_data, self.bn_batches)
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)},
                    "lr": self._lr(), "seconds": round(time.perf_counter() - self._t_epoch, 3)}
@@ -189,6 +196,34 @@ def _callback_class() -> type:
                 self.model.stop_training = True
 
     return RunCallback
+
+
+def recompute_batchnorm(model: Any, dataset: Any, batches: int) -> int:
+    """Set every BatchNormalization layer's moving mean/variance to the average over ``batches`` batches.
+
+    During training the moving statistics trail the weights (few steps an epoch on small data, a high
+    learning rate): validation then sees mis-normalised activations and scores near chance while the
+    ranking (AUC) is fine. A forward pass in training mode with momentum (k-1)/k at batch k makes them the
+    exact average for the final weights ("precise BN"). Weights are not changed. Returns batches used.
+    """
+    import keras
+
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return 0
+    saved = [layer.momentum for layer in layers]
+    used = 0
+    try:
+        for x, _ in dataset.take(batches):
+            used += 1
+            for layer in layers:
+                layer.momentum = (used - 1) / used
+            model(x, training=True)
+    finally:
+        for layer, momentum in zip(layers, saved, strict=True):
+            layer.momentum = momentum
+    return used
 
 
 def _class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -300,6 +335,7 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
                      progress: Progress | None, stop_event: threading.Event | None,
                      strategy: Any) -> tuple[str, dict[str, Any]]:
     import keras
+    import tensorflow as tf
 
     from dfd import evaluate, models
     from dfd.data import Augment, make_dataset
@@ -325,7 +361,11 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     runs.write_json_atomic(run_dir / "config.json", record)
 
     mode = "min" if cfg.monitor.endswith("loss") else "max"
-    callback = _callback_class()(run_dir, cfg.epochs, steps, progress, stop_event)
+    # Per-epoch batch-norm re-estimation before validation (not under a distribution strategy, where the
+    # eager forward pass would run outside the replicas; the final re-estimation below still applies).
+    per_epoch_bn = min(cfg.bn_batches, 20) if not tf.distribute.has_strategy() and replicas == 1 else 0
+    bn_ds = make_dataset(train_df, image_size, cfg.batch_size, shuffle=True, seed=cfg.seed + 1)
+    callback = _callback_class()(run_dir, cfg.epochs, steps, progress, stop_event, bn_ds, per_epoch_bn)
     checkpoint = run_dir / "model.keras"
     cbs: list[Any] = [  # RunCallback last: progress sees the epoch after the checkpoint is written
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=cfg.monitor, mode=mode, save_best_only=True),
@@ -355,6 +395,13 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         return runs.INTERRUPTED, summary
     if not checkpoint.exists():  # e.g. the monitored metric was never finite: keep the final weights
         model.save(checkpoint)
+    # The served model: the best checkpoint, loaded outside any strategy and without optimizer state
+    # (smaller file), with batch-norm statistics recomputed for its final weights.
+    model = keras.saving.load_model(checkpoint, custom_objects=models.custom_objects(), compile=False,
+                                    safe_mode=True)
+    if cfg.bn_batches > 0:
+        summary["bn_recomputed_batches"] = recompute_batchnorm(model, bn_ds, cfg.bn_batches)
+    model.save(checkpoint)
 
     # Predict with the best weights (EarlyStopping restored them; the checkpoint holds the same model).
     predict = evaluate.predictor(model)

@@ -152,3 +152,22 @@ def test_mirrored_strategy_two_logical_cpus(faces, tmp_path):
     assert cfg["replicas"] == 2 and cfg["strategy_class"] == "MirroredStrategy"
     assert runs.get_run(path).status == "complete"
     assert len(pd.read_csv(path / "predictions.csv")) == 80
+
+
+def test_recompute_batchnorm_sets_exact_average():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from dfd import models
+    from dfd.train import recompute_batchnorm
+
+    model = models.build_model("tiny", 16)
+    x = np.random.default_rng(0).uniform(0, 255, (24, 16, 16, 3)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(24, np.float32))).batch(8)
+    assert recompute_batchnorm(model, ds, 10) == 3
+    conv = keras.Model(model.input, model.get_layer("b1_conv").output)
+    per_batch = [np.asarray(conv(x[i:i + 8])).mean(axis=(0, 1, 2)) for i in (0, 8, 16)]
+    bn = model.get_layer("b1_bn")
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), np.mean(per_batch, axis=0), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.9  # restored
