@@ -141,6 +141,16 @@ def test_explorer_on_a_real_dataset_folder_shows_the_compression_shortcut(tmp_pa
     assert any("Compression shortcut" in w.value for w in at.warning)
 
 
+def test_dataset_from_the_environment(tmp_path, monkeypatch, faces140k):
+    monkeypatch.setenv("DFD_DATA_DIR", str(faces140k))
+    at = _app(tmp_path, monkeypatch)
+    radio = at.sidebar.radio(key="data_source")
+    assert radio.value == "Built-in demo" and "$DFD_DATA_DIR" in radio.options
+    radio.set_value("$DFD_DATA_DIR").run()
+    assert not at.exception
+    assert "1,900 images" in at.caption[0].value and "faces-140k-mini" in at.caption[0].value
+
+
 def test_a_bad_dataset_folder_gets_a_clear_message(tmp_path, monkeypatch):
     at = _app(tmp_path, monkeypatch)
     at.sidebar.radio(key="data_source").set_value("Folder path").run()
