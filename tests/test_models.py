@@ -13,7 +13,7 @@ from dfd import models
 
 
 def test_registry_importable_without_tensorflow():
-    code = ("import sys, dfd.models as m, dfd.runs; "
+    code = ("import sys, dfd.models as m, dfd.runs, dfd.evaluate, dfd.train; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'; "
             "print(sorted(m.ARCHITECTURES))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
