@@ -36,6 +36,7 @@ if tab_counts.open:
                      color_discrete_map={"real": "#2e7d32", "fake": "#c62828"},
                      category_orders={"split": ["train", "val", "test"], "class": ["real", "fake"]})
         fig.update_layout(height=380, margin=dict(t=40, b=10), legend_title_text="")
+        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
         st.plotly_chart(fig, key="counts_chart")
         table = explore.counts_table(counts)
         st.dataframe(table, key="counts_table")
