@@ -212,6 +212,8 @@ def test_detect_path_accuracy_matches_the_images_as_they_are(faces140k):
             test = data.index_dataset(shared / name).split("test")
             frames.append(pd.concat([g.sample(min(SAMPLE_PER_CLASS, len(g)), random_state=0)
                                      for _, g in test.groupby("label")]))
+    if not frames:
+        pytest.skip(f"the default run was trained on {sorted(trained_on)}, none of which is in {shared}")
     frame = pd.concat(frames, ignore_index=True)
     as_is = det.predict_arrays(np.stack([imaging.decode(p, det.image_size) for p in frame["path"]]))
     via_detect = np.array([det.analyse(p).faces[0].p_fake for p in frame["path"]])  # largest face
