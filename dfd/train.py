@@ -296,8 +296,8 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
         runs.write_json_atomic(run_dir / "config.json", record)
         runs.write_status(run_dir, runs.RUNNING, started=started)
         record["versions"] = library_versions()
-        status, summary = _fit_and_predict(cfg, image_size, train_df, val_df, frame, run_dir,
-                                                     record, bad_files, progress, stop_event, strategy)
+        status, summary = _fit_and_predict(cfg, image_size, train_df, val_df, frame, run_dir, record, bad_files,
+                                           progress, stop_event, strategy)
         record.update(summary)
     except KeyboardInterrupt:
         status, error = runs.INTERRUPTED, "interrupted (KeyboardInterrupt)"
@@ -324,6 +324,8 @@ def _close_run(run_dir: Path, root: Path, name: str, record: dict[str, Any], sta
                   bad_files=len(bad), bad_file_paths=bad["path"].tolist()[:100])
     if error:
         record["error"] = error
+    if "epochs_run" not in record and (run_dir / "history.csv").exists():
+        record["epochs_run"] = len(pd.read_csv(run_dir / "history.csv"))
     runs.write_json_atomic(run_dir / "config.json", record)
     runs.write_status(run_dir, status, started=started, ended=ended, error=error,
                       has_model=(run_dir / "model.keras").exists(), epochs_run=record.get("epochs_run"))

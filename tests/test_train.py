@@ -99,7 +99,8 @@ def test_keyboard_interrupt_keeps_run(faces, tmp_path):
     path = train(_cfg(faces, tmp_path, name="ctrlc", epochs=5), progress=progress)
     run = runs.get_run(path)
     assert run.status == "interrupted"
-    assert json.loads((path / "status.json").read_text())["error"].startswith("interrupted")
+    status = json.loads((path / "status.json").read_text())
+    assert status["error"].startswith("interrupted") and status["epochs_run"] == 1
     assert len(run.history()) == 1 and run.has_model
 
 
