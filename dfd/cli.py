@@ -276,8 +276,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         shown = {k: f"{v:.3f}" for k, v in logs.items() if isinstance(v, (int, float)) and k != "batch"}
         bar.set_postfix(shown, refresh=False)
         bar.refresh()
-        if float(epoch).is_integer() and logs and not bar.disable:
-            bar.write(f"epoch {int(epoch)}/{epochs}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+        if "batch" not in logs:  # the end of an epoch (mid-epoch calls carry the batch number)
+            line = f"epoch {int(epoch)}/{epochs}: " + ", ".join(f"{k} {v}" for k, v in shown.items() if k != "epoch")
+            if bar.disable:
+                print(line, file=sys.stderr, flush=True)  # logs and pipes get one line an epoch
+            else:
+                bar.write(line, file=sys.stderr)
 
     try:
         path = train.train(config, progress=progress)

@@ -134,19 +134,21 @@ def test_index_errors(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def trained(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     runs_dir = tmp_path_factory.mktemp("runs")
     proc = dfd("train", "--data", demo_data, "--architecture", "tiny", "--image-size", 64, "--epochs", 2,
                "--batch-size", 16, "--limit", 40, "--runs-dir", runs_dir, "--name", "cli-tiny",
                "--augment", '{"flip": true, "jpeg_p": 0.5}', "--no-class-weight", "--notes", "from the CLI test")
     assert proc.returncode == 0, proc.stderr
     run_path = Path(proc.stdout.strip().splitlines()[-1])
-    return runs_dir, run_path
+    return runs_dir, run_path, proc.stderr
 
 
 @pytest.mark.slow
-def test_train_prints_the_run_folder(trained: tuple[Path, Path]) -> None:
-    runs_dir, run_path = trained
+def test_train_prints_the_run_folder(trained: tuple[Path, Path, str]) -> None:
+    runs_dir, run_path, stderr = trained
+    assert "epoch 1/2: " in stderr and "epoch 2/2: " in stderr and "val_loss" in stderr, "progress in logs"
+    assert "Traceback" not in stderr and "oneDNN" not in stderr, "no TensorFlow start-up chatter"
     assert run_path == runs_dir / "cli-tiny"
     assert (run_path / "model.keras").is_file() and (run_path / "predictions.csv").is_file()
     from dfd import runs
@@ -162,8 +164,8 @@ def test_train_prints_the_run_folder(trained: tuple[Path, Path]) -> None:
 
 
 @pytest.mark.slow
-def test_runs_lists_the_run(trained: tuple[Path, Path]) -> None:
-    runs_dir, _ = trained
+def test_runs_lists_the_run(trained: tuple[Path, Path, str]) -> None:
+    runs_dir, _, _ = trained
     proc = dfd("runs", "--runs-dir", runs_dir)
     assert proc.returncode == 0
     assert "cli-tiny" in proc.stdout and "complete" in proc.stdout and "tiny" in proc.stdout
@@ -175,8 +177,8 @@ def test_runs_lists_the_run(trained: tuple[Path, Path]) -> None:
 
 
 @pytest.mark.slow
-def test_evaluate(trained: tuple[Path, Path], demo_data: Path) -> None:
-    runs_dir, run_path = trained
+def test_evaluate(trained: tuple[Path, Path, str], demo_data: Path) -> None:
+    runs_dir, run_path, _ = trained
     proc = dfd("evaluate", "cli-tiny", demo_data, "--split", "val", "--runs-dir", runs_dir)
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip().splitlines()[-1])
@@ -192,8 +194,8 @@ def test_evaluate(trained: tuple[Path, Path], demo_data: Path) -> None:
 
 
 @pytest.mark.slow
-def test_predict_real_face_and_broken_file(trained: tuple[Path, Path], faces140k: Path, tmp_path: Path) -> None:
-    runs_dir, run_path = trained
+def test_predict_real_face_and_broken_file(trained: tuple[Path, Path, str], faces140k: Path, tmp_path: Path) -> None:
+    runs_dir, run_path, _ = trained
     face = sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[0]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(face.read_bytes()[:1500])
@@ -228,8 +230,8 @@ def test_predict_real_face_and_broken_file(trained: tuple[Path, Path], faces140k
 
 
 @pytest.mark.slow
-def test_robustness(trained: tuple[Path, Path], demo_data: Path) -> None:
-    runs_dir, run_path = trained
+def test_robustness(trained: tuple[Path, Path, str], demo_data: Path) -> None:
+    runs_dir, run_path, _ = trained
     proc = dfd("robustness", "cli-tiny", demo_data, "--limit", 8, "--runs-dir", runs_dir)
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(run_path / "robustness.csv")
@@ -239,8 +241,8 @@ def test_robustness(trained: tuple[Path, Path], demo_data: Path) -> None:
 
 
 @pytest.mark.slow
-def test_export_float(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    runs_dir, run_path = trained
+def test_export_float(trained: tuple[Path, Path, str], tmp_path: Path) -> None:
+    runs_dir, run_path, _ = trained
     proc = dfd("export", "cli-tiny", "--kind", "float", "--out", tmp_path, "--runs-dir", runs_dir)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "model_float32.tflite").stat().st_size > 1000
