@@ -190,9 +190,17 @@ def _detect(at: AppTest, files: list[tuple[str, bytes, str]]):
 
 def test_detect_page_judges_a_real_face_and_reports_bad_files(trained_runs, monkeypatch, face_bytes):
     at = _open(_app(trained_runs, monkeypatch), "detect")
-    table = _detect(at, [("face.jpg", face_bytes, "image/jpeg"),
+    unique = f"upload-{os.getpid()}-{time.time_ns()}.jpg"
+    table = _detect(at, [(unique, face_bytes, "image/jpeg"),
                          ("broken.jpg", face_bytes[:400], "image/jpeg"),
                          ("notes.txt", b"these are not pixels", "text/plain")])
+    # uploads are judged in memory: nothing is written under the uploaded name
+    import tempfile
+
+    for folder in (REPO, Path(tempfile.gettempdir()), Path.home() / ".streamlit", Path.cwd()):
+        if folder.exists():
+            assert not list(folder.rglob(unique)), f"{unique} written under {folder}"
+    table["file"] = table["file"].replace(unique, "face.jpg")
     rows = {r.file: r for r in table.itertuples()}
     assert set(rows) == {"face.jpg", "broken.jpg", "notes.txt"}
     assert rows["face.jpg"].verdict in ("fake", "real") and 0 <= rows["face.jpg"].p_fake <= 1
@@ -203,7 +211,7 @@ def test_detect_page_judges_a_real_face_and_reports_bad_files(trained_runs, monk
     assert any("notes.txt" in e.value for e in at.error)
     # the threshold slider re-labels without re-running the model
     at.slider(key="det_threshold_tiny-test").set_value(0.0).run()
-    assert at.dataframe[0].value.set_index("file").loc["face.jpg", "verdict"] == "fake"
+    assert at.dataframe[0].value.set_index("file").loc[unique, "verdict"] == "fake"
     at.toggle(key="det_cam").set_value(True).run()
     assert not at.exception
     assert any("Grad-CAM" in c for el in at.get("image") for c in el.captions)

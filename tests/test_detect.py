@@ -84,6 +84,22 @@ def test_a_face_in_a_larger_picture_is_cropped_around_the_face(faces140k):
     assert x < 828 < x + w and y < 628 < y + h
 
 
+def test_each_face_of_a_two_face_picture_is_judged_on_its_own(tiny_detector, faces140k, lfw):
+    a = imaging.load_image(_first(faces140k / "real-vs-fake" / "test" / "real"))
+    b = imaging.load_image(_first(lfw / "Dataset" / "Test" / "Fake"))
+    canvas = np.full((700, 1100, 3), 200, np.uint8)
+    canvas[200:456, 80:336] = a
+    canvas[150:400, 650:900] = b
+    r = tiny_detector.analyse(_jpeg_bytes(canvas), name="two.jpg")
+    assert r.ok and not r.whole_image and len(r.faces) == 2
+    left, right = sorted(r.faces, key=lambda f: f.box[0])
+    assert left.box[0] < 336 < right.box[0]
+    assert left.crop[0] + left.crop[2] <= 650 and right.crop[0] >= 336  # each crop holds one face only
+    # judged on its own: the same as judging that crop alone
+    alone = tiny_detector.predict_arrays(imaging.prepare(detect.cut(r.image, right.crop), 64)[None])[0]
+    assert right.p_fake == pytest.approx(float(alone), abs=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------- detector
 
 
