@@ -127,6 +127,36 @@ def dataset_index() -> Any:
         return None
 
 
+def sample_test_images(n: int = 4) -> list[tuple[str, str]]:
+    """(path, true class) of ``n`` random test images of the chosen dataset, half real and half fake."""
+    import numpy as np
+
+    index = dataset_index()
+    if index is None:
+        return []
+    test = index.frame[index.frame["split"] == "test"]
+    if test.empty:
+        test = index.frame
+    rng = np.random.default_rng()
+    picked = []
+    for label, name in ((0, "real"), (1, "fake")):
+        pool = test[test["label"] == label]["path"].tolist()
+        picked += [(pool[i], name) for i in rng.choice(len(pool), min(len(pool), n // 2), replace=False)]
+    return picked
+
+
+def read_samples(samples: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+    """(display name with the true class, file bytes) for dataset samples; unreadable files give empty bytes."""
+    out = []
+    for path, truth in samples:
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            data = b""
+        out.append((f"{Path(path).name} (true: {truth})", data))
+    return out
+
+
 def dataset_label() -> str:
     root, _ = dataset_root()
     source = st.session_state.get("data_source", DEMO)

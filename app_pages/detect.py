@@ -41,19 +41,27 @@ files = st.file_uploader("Drop one or more images (JPEG, PNG, WebP, BMP)", accep
                               "not judged.")
 st.caption(f"Run **{run.name}** · {run.architecture or '?'} · {run.config.get('image_size', '?')} px input · "
            "change the run in the sidebar. Uploads stay in memory and are never saved.")
-if not files:
-    st.info("Drop images above to judge them. Try a face photo, or one from a dataset's test split.")
-    st.stop()
+if files:
+    items = [(f.name, f.getvalue()) for f in files]
+else:
+    st.info("Drop images above to judge them (a face photo, or files from a dataset's test split), or try "
+            "samples from the dataset chosen in the sidebar.")
+    if st.button("Try 4 test images from the dataset", icon=":material/casino:", key="det_try"):
+        st.session_state["det_samples"] = _shared.sample_test_images(4)
+    items = _shared.read_samples(st.session_state.get("det_samples") or [])
+    if not items:
+        st.stop()
+    st.caption("Samples from the dataset's test split; their true class is in the name.")
 
 detector = _shared.detector(run)
 key = _shared.run_key(run)
 cache: dict = st.session_state.setdefault("det_cache", {})
-idents = [(key, hashlib.sha1(f.getvalue()).hexdigest(), find_faces, f.name) for f in files]
-todo = [(ident, f) for ident, f in zip(idents, files, strict=True) if ident not in cache]
+idents = [(key, hashlib.sha1(data).hexdigest(), find_faces, name) for name, data in items]
+todo = [(ident, name, data) for ident, (name, data) in zip(idents, items, strict=True) if ident not in cache]
 if todo:
     bar = st.progress(0.0, text=f"Judging {len(todo)} image(s)...")
-    for i, (ident, f) in enumerate(todo):
-        cache[ident] = detector.analyse(f.getvalue(), name=f.name, find_faces=find_faces)
+    for i, (ident, name, data) in enumerate(todo):
+        cache[ident] = detector.analyse(data, name=name, find_faces=find_faces)
         bar.progress((i + 1) / len(todo), text=f"Judged {i + 1} of {len(todo)}")
     bar.empty()
     while len(cache) > 100:  # keep the session's memory bounded (oldest out)

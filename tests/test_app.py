@@ -179,6 +179,11 @@ def test_every_page_with_a_run(trained_runs, monkeypatch):
     assert list(table["run"]) == ["tiny-test"] and table["architecture"].iloc[0] == "tiny"
     _open(at, "detect")
     assert at.file_uploader(key="det_files") is not None
+    at.button(key="det_try").click().run()  # samples from the dataset in the sidebar (the built-in demo)
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) >= 4 and table["verdict"].isin(["fake", "real"]).all()
+    assert table["file"].str.contains(r"\(true: (real|fake)\)").all()
 
 
 def _detect(at: AppTest, files: list[tuple[str, bytes, str]]):
