@@ -173,6 +173,56 @@ def _list_images(folder: Path, skipped: list[tuple[str, str]]) -> list[str]:
     return found
 
 
+_ARROW: Any = None  # (pyarrow, pyarrow.compute) when pandas keeps strings in Arrow; False when not; None: unknown
+
+
+def _arrow() -> Any:
+    """(pyarrow, pyarrow.compute) if pandas' default string columns are Arrow-backed (pandas 3), else None."""
+    global _ARROW
+    if _ARROW is None:
+        try:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            _ARROW = (pa, pc) if pa.array(["a"]).to_pandas().dtype == pd.Series(["a"]).dtype else False
+        except (ImportError, AttributeError, TypeError):
+            _ARROW = False
+    return _ARROW or None
+
+
+def _list_class_folder(folder: Path, skipped: list[tuple[str, str]]) -> Any:
+    """The sorted image paths of one class folder: an Arrow string array when possible, else a list.
+
+    The Arrow path (the common case: one flat folder of files with one image extension, nothing hidden) sorts,
+    checks and prefixes the names in C++ without making a Python string per path; anything else (subfolders,
+    other files, hidden files, no pyarrow) goes through :func:`_list_images`, which reports what it skips.
+    """
+    arrow = _arrow()
+    if arrow is not None:
+        pa, pc = arrow
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            names = []
+        ext = os.path.splitext(names[0])[1] if names else ""
+        if ext in _EXT_FAST:
+            arr = pa.array(names, pa.string())
+            if pc.all(pc.ends_with(arr, ext)).as_py() and not pc.any(pc.starts_with(arr, ".")).as_py():
+                arr = arr.take(pc.sort_indices(arr))
+                return pc.binary_join_element_wise(os.path.join(str(folder), ""), arr, "")
+    return _list_images(folder, skipped)
+
+
+def _path_column(chunks: list[Any]) -> pd.Series:
+    """One string column from per-folder lists or Arrow arrays, with pandas' default string dtype."""
+    arrow = _arrow()
+    if arrow is not None and chunks and any(not isinstance(c, list) for c in chunks):
+        pa, _ = arrow
+        arrays = [c if not isinstance(c, list) else pa.array(c, pa.string()) for c in chunks]
+        return pa.concat_arrays(arrays).to_pandas()
+    return pd.Series([p for chunk in chunks for p in chunk], dtype=object if not chunks else None)
+
+
 def _detect(path: Path) -> str | None:
     subs = _subdirs(path)
     split_dirs = {name: p for name, p in subs.items() if name in _SPLIT_NAMES}
@@ -238,7 +288,7 @@ def stable_split(names: Iterable[str], labels: Iterable[int], val_frac: float, t
 
 def _index_one(folder: Path, layout: str, val_frac: float, test_frac: float, seed: int,
                skipped: list[tuple[str, str]]) -> pd.DataFrame:
-    parts: list[tuple[list[str], int, str | None, str]] = []  # (paths, label, split, class folder name)
+    parts: list[tuple[Any, int, str | None, str]] = []  # (paths, label, split, class folder name)
     if layout == "split":
         for split_name, split_dir in sorted(_subdirs(folder).items()):
             if split_name not in _SPLIT_NAMES:
@@ -247,17 +297,17 @@ def _index_one(folder: Path, layout: str, val_frac: float, test_frac: float, see
                 if class_name not in _PAIR_CLASSES:
                     skipped.append((str(class_dir), "folder is neither real nor fake"))
                     continue
-                parts.append((_list_images(class_dir, skipped), _PAIR_CLASSES[class_name],
+                parts.append((_list_class_folder(class_dir, skipped), _PAIR_CLASSES[class_name],
                               _SPLIT_NAMES[split_name], class_dir.name))
     elif layout in ("rff", "pair"):
         classes = _RFF_CLASSES if layout == "rff" else _PAIR_CLASSES
         subs = _subdirs(folder)
         for class_name, label in classes.items():
             class_dir = subs[class_name]
-            parts.append((_list_images(class_dir, skipped), label, None, class_dir.name))
+            parts.append((_list_class_folder(class_dir, skipped), label, None, class_dir.name))
     elif layout == "csv":
         return _index_csv(folder, val_frac, test_frac, seed, skipped)
-    # Column-wise construction (fast for 140k rows): one list of paths; the per-folder columns are a take()
+    # Column-wise construction (fast for 140k rows): one column of paths; the per-folder columns are a take()
     # of a few values by folder number, done in C.
     sizes = [len(paths) for paths, _, _, _ in parts]
     folder_no = np.repeat(np.arange(len(parts)), sizes)
@@ -266,7 +316,7 @@ def _index_one(folder: Path, layout: str, val_frac: float, test_frac: float, see
         return pd.Series(values).take(folder_no).reset_index(drop=True)
 
     frame = pd.DataFrame({
-        "path": pd.Series([p for paths, _, _, _ in parts for p in paths]),
+        "path": _path_column([paths for paths, _, _, _ in parts]),
         "label": np.repeat(np.array([lab for _, lab, _, _ in parts], dtype=np.int64), sizes),
         "split": per_folder([sp for _, _, sp, _ in parts]),
         "class_name": per_folder([cn for _, _, _, cn in parts]),

@@ -360,3 +360,18 @@ def test_listing_rules(faces140k: Path, tmp_path: Path) -> None:
         listed = [p for p in index.frame["path"] if f"{os.sep}{cls}{os.sep}" in p]
         assert listed == sorted(listed), "sorted within a class, whatever order the file system lists"
     assert [os.path.relpath(p, root) for p, _ in index.skipped] == ["real/notes.md"]
+
+
+def test_fast_listing_agrees_with_plain_listing(faces140k: Path, rff: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Arrow fast path (pandas 3) and the plain Python listing give the same index, row for row."""
+    pair = _make_pair(faces140k, tmp_path / "pair", "real", "fake", 5)
+    (pair / "fake" / ".DS_Store").write_bytes(b"\0")
+    (pair / "real" / "x.PNG").write_bytes((pair / "real").joinpath(next(iter(os.listdir(pair / "real")))).read_bytes())
+    roots = [faces140k, rff, pair]
+    fast = [data.index_dataset(r) for r in roots]
+    monkeypatch.setattr(data, "_ARROW", False)
+    plain = [data.index_dataset(r) for r in roots]
+    for a, b in zip(fast, plain, strict=True):
+        pd.testing.assert_frame_equal(a.frame, b.frame)
+        assert a.skipped == b.skipped
