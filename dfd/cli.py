@@ -89,6 +89,33 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def _quiet_output():
+    """Point file descriptors 1 and 2 (and Python's sys.stdout/stderr) at /dev/null for a chatty library call.
+
+    The TFLite converter prints "Saved artifact at ..." and C++ log lines that would pollute the command's
+    output. Does nothing with --verbose. Exceptions still propagate and are reported after the streams return.
+    """
+    if not _QUIET["tensorflow"]:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
 def _existing(path: str, what: str = "folder") -> Path:
     p = Path(path).expanduser()
     if not p.exists():
@@ -460,12 +487,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     kinds = ("float", "int8") if args.kind == "both" else (args.kind,)
     data_root = _existing(args.calibration_data, "calibration dataset folder") if args.calibration_data else None
     _import_tensorflow_quietly()
-    bar = _bar(None, f"export {run.name} ({', '.join(kinds)})", "step")
-    try:
+    print(f"exporting {run.name} ({', '.join(kinds)}) ...", file=sys.stderr, flush=True)
+    with _quiet_output():
         written = export.export(run, args.out, data_root=data_root, kinds=kinds,
                                 n_representative=args.n_representative)
-    finally:
-        bar.close()
     for key, path in written.items():
         size = f"  ({Path(path).stat().st_size / 1024:.0f} KB)" if key != "info" and Path(path).exists() else ""
         print(f"{key}: {path}{size}")

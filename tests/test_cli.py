@@ -241,12 +241,14 @@ def test_robustness(trained: tuple[Path, Path, str], demo_data: Path) -> None:
 
 
 @pytest.mark.slow
-def test_export_float(trained: tuple[Path, Path, str], tmp_path: Path) -> None:
+def test_export_float_and_int8(trained: tuple[Path, Path, str], tmp_path: Path) -> None:
     runs_dir, run_path, _ = trained
-    proc = dfd("export", "cli-tiny", "--kind", "float", "--out", tmp_path, "--runs-dir", runs_dir)
+    proc = dfd("export", "cli-tiny", "--out", tmp_path, "--n-representative", 16, "--runs-dir", runs_dir)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "model_float32.tflite").stat().st_size > 1000
-    assert f"float32: {tmp_path / 'model_float32.tflite'}" in proc.stdout
+    for kind, name in (("float32", "model_float32.tflite"), ("int8", "model_int8.tflite")):
+        assert (tmp_path / name).stat().st_size > 1000
+        assert f"{kind}: {tmp_path / name}" in proc.stdout
+    assert "Saved artifact" not in proc.stdout, "the converter's chatter is kept off stdout"
     one_line_error(dfd("export", "nope", "--runs-dir", runs_dir), "export", "no run 'nope'")
 
 
