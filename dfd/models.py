@@ -124,6 +124,39 @@ def custom_objects() -> dict[str, Any]:
             return {**super().get_config(), "clip": self.clip}
 
     _CUSTOM["HighPass"] = HighPass
+
+    @keras.saving.register_keras_serializable(package="dfd")
+    class HighFreqEnergy(keras.layers.Layer):
+        """Local high-frequency energy: log(1 + mean |Laplacian|) per colour channel over ``pool`` x ``pool``
+        blocks. Input 0..255 pixels at full size; output (h / pool, w / pool, channels). Sharpness and
+        compression differ between a pasted/blended face and its surroundings: a map of where they do.
+        No weights."""
+
+        def __init__(self, pool: int = 4, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.pool = int(pool)
+
+        def build(self, input_shape: Any) -> None:
+            lap = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)
+            self._kernel = np.repeat(lap[:, :, None, None], int(input_shape[-1]), axis=2)
+            super().build(input_shape)
+
+        def call(self, inputs: Any) -> Any:
+            kernel = keras.ops.convert_to_tensor(self._kernel, dtype=inputs.dtype)
+            res = keras.ops.abs(keras.ops.depthwise_conv(inputs, kernel, strides=1, padding="same"))
+            if self.pool > 1:
+                res = keras.ops.average_pool(res, self.pool, strides=self.pool, padding="valid")
+            return keras.ops.log(1.0 + res)
+
+        def compute_output_shape(self, input_shape: Any) -> tuple:
+            def down(n: Any) -> Any:
+                return None if n is None else n // self.pool
+            return (input_shape[0], down(input_shape[1]), down(input_shape[2]), input_shape[-1])
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "pool": self.pool}
+
+    _CUSTOM["HighFreqEnergy"] = HighFreqEnergy
     return _CUSTOM
 
 
@@ -274,32 +307,29 @@ def _small_cnn(image_size: int, widths: tuple[int, ...] = (32, 64, 128, 256), dr
     return finish(inputs, x, "small_cnn", dropout)
 
 
-@register("lowres_cnn", "Ours (the default detector): full-size input area-downsampled inside the model "
-          "(256 -> 64 px), 4 Conv-BN-ReLU stages (32-64-128-256, stride-2 convs), global average pool, "
-          "dropout 0.5, sigmoid; optional SRM high-pass branch at full size; 256 px", default_size=256)
+@register("lowres_cnn", "Ours (the default detector): two 64-px views of a 256-px image made inside the model "
+          "(area-downsampled RGB + log local high-frequency energy), 4 Conv-BN-ReLU stages (32-64-128-256, "
+          "stride-2 convs), global average pool, dropout 0.5, sigmoid; 256 px", default_size=256)
 def _lowres_cnn(image_size: int, work_size: int = 64, widths: tuple[int, ...] = (32, 64, 128, 256),
-                dropout: float = 0.5, high_pass: bool = False,
-                high_pass_widths: tuple[int, ...] = (16, 32, 64, 96)) -> keras.Model:
-    """Research (models/README.md): on 1-3k training images from scratch, what separates these fakes is
-    mostly low-frequency (face/background layout, colour, blending), and a small CNN learns it at 64 px
-    where it does not at 128-256 px. The input stays full size so perturbations (JPEG, blur, noise) act on
-    the image as served; the model averages 4x4 blocks (= area resize) itself."""
+                dropout: float = 0.5, energy: bool = True) -> keras.Model:
+    """Research (models/README.md): trained from scratch on 1-6k images, a small CNN learns these fakes at
+    64 px (StyleGAN faces: layout and colour; face swaps: a face sharper or softer than its surroundings),
+    where at 128-256 px it stays at chance. The input stays full size, so JPEG, blur and noise act on the
+    image as served and the high-frequency energy is measured at full resolution before pooling."""
     import keras
 
     inputs, x = rescaled_input(image_size)
     factor = max(1, image_size // max(8, int(work_size)))
-    low = keras.layers.AveragePooling2D(factor, name="area_down")(x) if factor > 1 else x
-    y = _conv_bn(low, widths[0], "l1")
+    views = [keras.layers.AveragePooling2D(factor, name="area_down")(x) if factor > 1 else x]
+    if energy:
+        views.append(custom_objects()["HighFreqEnergy"](pool=factor, name="hf_energy")(inputs))
+    y = keras.layers.Concatenate(name="views")(views) if len(views) > 1 else views[0]
+    y = keras.layers.BatchNormalization(momentum=0.9, name="views_bn")(y)
+    y = _conv_bn(y, widths[0], "l1")
     for i, w in enumerate(widths[1:], start=2):
         y = _conv_bn(y, w, f"l{i}a", strides=2)
         y = _conv_bn(y, w, f"l{i}b")
-    features = [keras.layers.GlobalAveragePooling2D(name="gap")(y)]
-    if high_pass:
-        h = custom_objects()["HighPass"](name="high_pass")(inputs)
-        for i, w in enumerate(high_pass_widths, start=1):
-            h = _conv_bn(h, w, f"h{i}", strides=2)
-        features.append(keras.layers.GlobalAveragePooling2D(name="hp_gap")(h))
-    x = keras.layers.Concatenate(name="features")(features) if len(features) > 1 else features[0]
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(y)
     return finish(inputs, x, "lowres_cnn", dropout)
 
 
