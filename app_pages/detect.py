@@ -94,7 +94,8 @@ for j in shown:
         st.error(f"**{r.name}**: {r.error}", icon=":material/broken_image:")
         continue
     left, right = st.columns([3, 2])
-    left.image(detect.draw(r, threshold), caption=r.name, width="stretch")
+    drawn = detect.draw(r, threshold)
+    left.image(drawn, caption=r.name, width=min(drawn.shape[1], 720))
     with right:
         if r.whole_image:
             st.warning("No face found: the whole image was judged (less reliable than a face crop).",
@@ -105,12 +106,14 @@ for j in shown:
             text = f"**{label}: {v.upper()}** · P(fake) = {face.p_fake:.3f} (threshold {threshold:.2f})"
             (st.error if v == "fake" else st.success)(text)
             crop = detect.cut(r.image, face.crop)
+            whole = detect.is_whole(face.crop, r.image.shape)
+            what = "whole picture judged (the face fills it, like the training crops)" if whole else "crop judged"
             if show_cam:
                 if (idents[j], i, v) not in cams:
                     cams[(idents[j], i, v)] = detector.heatmap_overlay(crop, toward=v)
                 cam = cams[(idents[j], i, v)]
                 a, b = st.columns(2)
-                a.image(imaging.resize(crop, detector.image_size), caption="crop judged", width="stretch")
+                a.image(imaging.resize(crop, detector.image_size), caption=what, width="stretch")
                 b.image(cam, caption=f"Grad-CAM: evidence for '{v}'", width="stretch")
             elif not r.whole_image:
-                st.image(crop, caption="crop judged", width=160)
+                st.image(crop, caption=what, width=160)

@@ -218,6 +218,11 @@ def cut(img: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
     return img[y:y + h, x:x + w]
 
 
+def is_whole(region: tuple[int, int, int, int], shape: tuple[int, ...]) -> bool:
+    """Whether ``region`` is the whole image of ``shape``."""
+    return tuple(region) == (0, 0, shape[1], shape[0])
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The detector
 
@@ -390,14 +395,22 @@ class Detector:
 # Presenting results
 
 
-def draw(result: ImageResult, threshold: float, max_side: int = 900) -> np.ndarray | None:
-    """The image with each judged region outlined, red for fake and green for real, with its P(fake)."""
+def draw(result: ImageResult, threshold: float, max_side: int = 900, min_side: int = 400) -> np.ndarray | None:
+    """The image with each judged region outlined, red for fake and green for real, with its P(fake).
+
+    Shrunk to at most ``max_side`` px, or enlarged to at least ``min_side`` px (so labels stay legible
+    on small images).
+    """
     if result.image is None:
         return None
     img = result.image
     h, w = img.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    canvas = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else img.copy()
+    scale = min(max_side / max(h, w), max(1.0, min_side / max(h, w)))
+    if scale == 1.0:
+        canvas = img.copy()
+    else:
+        canvas = cv2.resize(img, (round(w * scale), round(h * scale)),
+                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     thick = max(2, round(max(canvas.shape[:2]) / 200))
     for i, face in enumerate(result.faces):
         colour = FAKE_COLOUR if face.p_fake >= threshold else REAL_COLOUR
@@ -406,7 +419,7 @@ def draw(result: ImageResult, threshold: float, max_side: int = 900) -> np.ndarr
             x, y, bw, bh = thick // 2, thick // 2, canvas.shape[1] - thick, canvas.shape[0] - thick
         cv2.rectangle(canvas, (x, y), (x + bw, y + bh), colour, thick)
         label = f"{i + 1}: {face.p_fake:.2f}"
-        font = max(0.4, canvas.shape[1] / 900)
+        font = max(0.45, max(canvas.shape[:2]) / 1000)
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
         ty = y - 4 if y - th - 6 >= 0 else y + th + 6
         cv2.rectangle(canvas, (x, ty - th - 4), (x + tw + 6, ty + base - 2), colour, -1)
