@@ -155,6 +155,40 @@ def write_status(run_dir: str | Path, status: str, **extra: Any) -> Path:
     return write_json_atomic(Path(run_dir) / "status.json", {"status": status, **extra})
 
 
+_TMP_RE = re.compile(rf"^{re.escape(TMP_PREFIX)}(?P<name>.+)-(?P<pid>\d+)(?:-\d+)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale(root: str | Path = MODELS_DIR) -> list[Path]:
+    """Keep the runs whose process died without closing them (killed, power cut): rename each stale
+    ``.tmp-<name>-<pid>`` folder (its process no longer running) to a run marked "interrupted".
+    Returns the recovered run folders. Never touches the folders of live processes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    recovered = []
+    for path in sorted(root.iterdir()):
+        m = _TMP_RE.match(path.name)
+        if not path.is_dir() or not m or _pid_alive(int(m["pid"])):
+            continue
+        info = read_json(path / "status.json", None) or {}
+        if info.get("status") in (None, RUNNING):
+            write_status(path, INTERRUPTED, error="the training process ended without closing the run",
+                         started=info.get("started"), has_model=(path / "model.keras").exists())
+        recovered.append(finalize_run_dir(path, root, m["name"]))
+    return recovered
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Reading runs
 

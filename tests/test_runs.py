@@ -91,3 +91,23 @@ def test_corrupt_json_gives_clear_error(tmp_path):
 def test_safe_name():
     assert runs.safe_name("my run/1") == "my-run-1"
     assert runs.safe_name("../..") == "run"
+
+
+def test_recover_stale_temp_folders(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".tmp-killed-{dead_pid}"
+    stale.mkdir()
+    runs.write_json_atomic(stale / "config.json", {"architecture": "tiny"})
+    runs.write_status(stale, "running")
+    live = runs.new_run_dir(tmp_path, "live")  # this process: still running, left alone
+    runs.write_status(live, "running")
+    recovered = runs.recover_stale(tmp_path)
+    assert [p.name for p in recovered] == ["killed"]
+    assert runs.get_run("killed", tmp_path).status == "interrupted"
+    assert live.exists() and str(os.getpid()) in live.name
