@@ -399,6 +399,31 @@ def runs_table(runs: list[Any]) -> Any:
     return pd.DataFrame(rows)
 
 
+def evals_table(runs: list[Any]) -> Any:
+    """Accuracy and ROC AUC of each run on its own test split and on every other dataset it was evaluated on.
+
+    From metrics.json and evals/<tag>/metrics.json (at the run's calibrated threshold where it has one).
+    """
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        own = r.metrics().get("test")
+        if isinstance(own, dict) and own.get("n"):
+            data = Path(str(r.config.get("data", ""))).name
+            rows.append({"run": r.name, "evaluated on": f"own test split ({data})", "images": own.get("n"),
+                         "accuracy": own.get("accuracy"), "ROC AUC": own.get("roc_auc")})
+        for tag in r.evals():
+            m = r.eval_metrics(tag)
+            src = m.get("source", {}) if isinstance(m.get("source"), dict) else {}
+            report = m.get("calibrated") or m
+            part = report.get(str(src.get("split", "test"))) or {}
+            if isinstance(part, dict) and part.get("n"):
+                rows.append({"run": r.name, "evaluated on": tag, "images": part.get("n"),
+                             "accuracy": part.get("accuracy"), "ROC AUC": part.get("roc_auc")})
+    return pd.DataFrame(rows, columns=["run", "evaluated on", "images", "accuracy", "ROC AUC"])
+
+
 IGNORED_CONFIG_KEYS = ("started", "ended", "pid", "host", "train_seconds", "bad_file_paths", "error")
 
 

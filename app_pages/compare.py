@@ -54,6 +54,19 @@ else:
     fig.update_layout(height=360, margin=dict(t=20, b=10), yaxis_range=[0, 1.05])
     st.plotly_chart(fig, key="cmp_bars")
 
+st.subheader("Across datasets")
+cross = _shared.evals_table(chosen)
+if cross.empty or (cross["evaluated on"].str.startswith("own")).all():
+    st.caption("No evaluation on other data yet: use *Evaluate this run on the dataset chosen in the sidebar* "
+               "on the Evaluation page, or `python -m dfd evaluate <run> --data <folder>`.")
+if not cross.empty:
+    fig = px.bar(cross, x="evaluated on", y="accuracy", color="run", barmode="group", text_auto=".2f",
+                 hover_data=["images", "ROC AUC"])
+    fig.add_hline(y=0.5, line_dash="dot", annotation_text="chance")
+    fig.update_layout(height=340, margin=dict(t=20, b=10), yaxis_range=[0, 1.05])
+    st.plotly_chart(fig, key="cmp_cross")
+    st.dataframe(cross, hide_index=True, key="cmp_cross_table")
+
 st.subheader("Config differences")
 if len(chosen) < 2:
     st.caption("Pick at least two runs to see how their configurations differ.")

@@ -18,11 +18,35 @@ if run is None:
 from dfd import evaluate  # noqa: E402 - scikit-learn loads in ~1 s: only once there is a run to evaluate
 
 sources = {"Run's own predictions": None} | {f"Evaluated on {tag}": tag for tag in run.evals()}
+if st.session_state.get("ev_source_next") in sources:  # set by "Evaluate" below, before the widget exists
+    st.session_state["ev_source"] = st.session_state.pop("ev_source_next")
 c1, c2, c3 = st.columns([2, 1, 1])
 source = c1.selectbox("Predictions", list(sources), key="ev_source",
                       help="A run's own val/test predictions, or an evaluation on other data "
                            "(`python -m dfd evaluate <run> --data <folder>`), stored under evals/.")
 tag = sources[source]
+
+with st.expander("Evaluate this run on the dataset chosen in the sidebar (cross-dataset check)",
+                 icon=":material/swap_horiz:"):
+    root, err = _shared.dataset_root()
+    if root is None:
+        st.caption(err)
+    else:
+        st.caption(f"{_shared.dataset_label()}: predicts its test split with this run's model and keeps the result "
+                   "under the run's evals/. Detectors usually do much worse on data unlike their training data.")
+        limit = st.number_input("Max images (0 = the whole test split)", 0, 100_000, 400, step=100, key="ev_limit")
+        if st.button("Evaluate", icon=":material/play_arrow:", key="ev_run"):
+            bar = st.progress(0.0, text="Loading the model...")
+            try:
+                out = evaluate.evaluate_run(run, root, "test", limit=int(limit) or None,
+                                            progress=lambda done, total: bar.progress(
+                                                done / max(total, 1), text=f"{done} of {total} images"))
+            except (ValueError, RuntimeError, OSError) as exc:
+                st.error(f"Evaluation failed: {exc}")
+            else:
+                st.session_state["ev_source_next"] = f"Evaluated on {out.name}"
+                st.rerun()
+
 pred = run.predictions() if tag is None else run.eval_predictions(tag)
 if pred.empty:
     st.info(f"Run **{run.name}** has no predictions to evaluate (status: {run.status}). A run writes them "

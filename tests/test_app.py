@@ -174,9 +174,17 @@ def test_every_page_with_a_run(trained_runs, monkeypatch):
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Recall"] == "1.000"  # everything called fake
     assert len(at.get("plotly_chart")) >= 5  # 2 confusion matrices, ROC, PR, reliability
+    # cross-dataset: evaluate on the sidebar's dataset (the built-in demo), then it is the source shown
+    at.number_input(key="ev_limit").set_value(40).run()
+    at.button(key="ev_run").click().run()
+    assert not at.exception, [e.value for e in at.error]
+    assert at.selectbox(key="ev_source").value.startswith("Evaluated on demo")
+    assert "40 images" in " ".join(c.value for c in at.caption)
     _open(at, "compare")
     table = at.dataframe[0].value
     assert list(table["run"]) == ["tiny-test"] and table["architecture"].iloc[0] == "tiny"
+    cross = at.dataframe[1].value
+    assert len(cross) == 2 and cross["evaluated on"].iloc[1].startswith("demo")
     _open(at, "detect")
     assert at.file_uploader(key="det_files") is not None
     at.button(key="det_try").click().run()  # samples from the dataset in the sidebar (the built-in demo)
