@@ -451,7 +451,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table = detect.results_table(results, threshold)
     if args.csv:
         _write_csv(table, args.csv)
-    else:
+    if args.csv != "-":  # the table is shown unless the CSV goes to stdout
         shown = table.astype(object).copy()
         shown["face"] = [("" if pd.isna(v) else str(int(v))) for v in table["face"]]
         shown["p_fake"] = [("" if pd.isna(v) else f"{v:.4f}") for v in table["p_fake"]]
@@ -578,7 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="default", help="run name (in --runs-dir) or run folder path")
     p.add_argument("--threshold", type=float, help="decision threshold on P(fake) (default: the run's calibrated one)")
     p.add_argument("--whole-image", action="store_true", help="judge whole images; do not look for faces")
-    p.add_argument("--csv", metavar="FILE", help="write the table as CSV to FILE ('-' for stdout)")
+    p.add_argument("--csv", metavar="FILE",
+                   help="also write the table as CSV to FILE ('-': write only the CSV, to stdout)")
     _runs_dir(p)
     p.set_defaults(func=cmd_predict)
 

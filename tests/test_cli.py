@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -201,30 +202,39 @@ def test_predict_real_face_and_broken_file(trained: tuple[Path, Path, str], face
     broken.write_bytes(face.read_bytes()[:1500])
     text = tmp_path / "notes.jpg"
     text.write_text("not a picture")
-    proc = dfd("predict", face, broken, text, "--run", "cli-tiny", "--runs-dir", runs_dir, "--csv", "-")
+    folder = tmp_path / "album"  # a folder argument is searched recursively, by extension
+    (folder / "sub").mkdir(parents=True)
+    for i, f in enumerate(sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[:4]):
+        (folder / ("sub" if i % 2 else "") / f.name).write_bytes(f.read_bytes())
+    (folder / "readme.txt").write_text("skipped: not an image extension")
+    out_csv = tmp_path / "out.csv"
+    proc = dfd("predict", face, broken, text, folder, "--run", "cli-tiny", "--runs-dir", runs_dir,
+               "--csv", out_csv)
     assert proc.returncode == 0, proc.stderr
-    table = pd.read_csv(io.StringIO(proc.stdout))
+    assert re.search(r"^7 image\(s\), \d+ judged region\(s\): \d+ fake at threshold 0\.500 \(run cli-tiny\); "
+                     r"2 unreadable$", proc.stdout, re.M), proc.stdout
+    table = pd.read_csv(out_csv)
     assert list(table.columns) == ["file", "face", "p_fake", "verdict", "box", "note"]
+    assert table["file"].nunique() == 7 and not table["file"].str.endswith(".txt").any()
     ok = table[table["file"] == str(face)]
     assert len(ok) >= 1 and ok["p_fake"].between(0, 1).all() and ok["verdict"].isin(["fake", "real"]).all()
     bad = table.set_index("file").loc[[str(broken), str(text)]]
     assert (bad["verdict"] == "error").all()
     assert "truncated" in bad.loc[str(broken), "note"] and "not an image" in bad.loc[str(text), "note"]
+    for line in proc.stdout.splitlines():  # the table view: the error row carries its reason
+        if line.strip().startswith(str(text)):
+            assert "error" in line and "not an image" in line
     # The CLI and the app agree: both are dfd.detect.Detector.
     from dfd import detect
 
     result = detect.Detector(run_path).analyse(face)
     assert ok["p_fake"].tolist() == pytest.approx([round(f.p_fake, 4) for f in result.faces], abs=1e-4)
-    # The table view (and a folder argument, searched recursively), and bad input.
-    folder = tmp_path / "album"
-    (folder / "sub").mkdir(parents=True)
-    for i, f in enumerate(sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[:4]):
-        (folder / ("sub" if i % 2 else "") / f.name).write_bytes(f.read_bytes())
-    (folder / "readme.txt").write_text("skipped: not an image extension")
-    proc = dfd("predict", folder, "--run", run_path, "--whole-image", "--threshold", "0.5")
+    # CSV to stdout, whole-image mode and a threshold, then bad input.
+    proc = dfd("predict", face, "--run", run_path, "--whole-image", "--threshold", "0.99", "--csv", "-")
     assert proc.returncode == 0, proc.stderr
-    assert "4 image(s), 4 judged region(s)" in proc.stdout and "0 unreadable" in proc.stdout
-    assert "threshold 0.500" in proc.stdout
+    row = pd.read_csv(io.StringIO(proc.stdout)).iloc[0]
+    assert row["note"] == "no face found: whole image judged" or row["box"] == "x0,y0,w256,h256"
+    assert row["verdict"] == ("fake" if row["p_fake"] >= 0.99 else "real")
     one_line_error(dfd("predict", tmp_path / "gone.jpg", "--run", run_path), "predict", "not found")
     one_line_error(dfd("predict", face, "--run", "nope", "--runs-dir", runs_dir), "predict", "no run 'nope'")
 
