@@ -267,3 +267,33 @@ def test_train_errors(tmp_path: Path, demo_data: Path) -> None:
     one_line_error(dfd("train", "--data", demo_data, "--architecture", "resnet9000", "--runs-dir", tmp_path),
                    "train", "unknown architecture", "srm_cnn")
     assert not any(tmp_path.iterdir()), "no run folder is made for bad input"
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_an_interrupted_run(demo_data: Path, tmp_path: Path) -> None:
+    """Ctrl-C during training: the run folder is kept and marked interrupted, exit code 130, no traceback."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dfd", "train", "--data", str(demo_data), "--architecture", "tiny",
+                             "--image-size", "64", "--epochs", "200", "--batch-size", "8", "--patience", "0",
+                             "--runs-dir", str(tmp_path), "--name", "stopped"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 240
+    for line in proc.stderr:  # wait for the first finished epoch, then press Ctrl-C
+        if line.startswith("epoch 1/200"):
+            break
+        assert time.monotonic() < deadline, "no epoch finished in time"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    run_path = Path(out.strip().splitlines()[-1])
+    assert run_path == tmp_path / "stopped"
+    from dfd import runs
+
+    run = runs.get_run(run_path)
+    assert run.status == "interrupted"
+    assert 1 <= len(run.history()) < 200
