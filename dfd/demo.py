@@ -15,7 +15,8 @@ Both classes go through the same sensor noise and are saved with the same JPEG q
 is the fingerprint. Train at ``image_size`` equal to (or larger than) the demo ``size``: shrinking the images
 averages the 2-pixel checkerboard away.
 
-Everything is seeded: the same ``seed`` and parameters give byte-identical files. The layout is the
+Everything is seeded: the same ``seed`` and parameters give byte-identical files (with the same OpenCV build,
+whose JPEG encoder writes them). The layout is the
 "140k Real and Fake Faces" one: ``<dest>/real-vs-fake/{train,valid,test}/{real,fake}/*.jpg``.
 """
 
