@@ -2,7 +2,7 @@
 
 Run: ``python bench/train_throughput.py [--arch seed_2conv] [--size 128] [--images 320] [--epochs 2]``
 
-Throughput (one process, the same model architecture, rounds interleaved, best round reported):
+Throughput (one process, the same model architecture, rounds interleaved; paired ratios, medians):
   (a) streaming: ``dfd.data.make_dataset`` from disk (parallel decode, prefetch) into ``model.fit``;
   (b) compute bound: the same images already decoded in memory, fed as tensors (``from_tensor_slices``);
   (c) seed recipe: load every image with PIL into one numpy array first, then ``model.fit(x, y)``;
@@ -88,35 +88,57 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
     models = {k: compiled(args.arch, args.size) for k in ("stream", "memory", "seed")}
     for m in models.values():  # warm-up: trace and compile each model's train step once
         m.fit(mem_ds.take(2), epochs=1, verbose=0)
-    best: dict[str, float] = {"stream": 0.0, "memory": 0.0, "seed": 0.0, "seed_fit_only": 0.0, "seed_load_s": 0.0}
-    def run_stream() -> None:
-        t = time.perf_counter()
-        models["stream"].fit(stream_ds, epochs=args.epochs, verbose=0)
-        best["stream"] = max(best["stream"], n * args.epochs / (time.perf_counter() - t))
+    rows: list[dict[str, float]] = []
 
-    def run_memory() -> None:
-        t = time.perf_counter()
-        models["memory"].fit(mem_ds, epochs=args.epochs, verbose=0)
-        best["memory"] = max(best["memory"], n * args.epochs / (time.perf_counter() - t))
+    def timed(fn) -> tuple[float, float]:
+        """(wall seconds, CPU seconds of this process) of ``fn()``."""
+        c0, t0 = os.times(), time.perf_counter()
+        fn()
+        c1 = os.times()
+        return time.perf_counter() - t0, (c1.user - c0.user) + (c1.system - c0.system)
 
-    def run_seed() -> None:
-        t = time.perf_counter()
-        x_seed = seed_load(paths, args.size)
-        load_s = time.perf_counter() - t
-        t_fit = time.perf_counter()
-        models["seed"].fit(x_seed, labels, batch_size=bs, epochs=args.epochs, shuffle=True, verbose=0)
-        fit_s = time.perf_counter() - t_fit
-        if n * args.epochs / (load_s + fit_s) > best["seed"]:
-            best["seed"], best["seed_load_s"] = n * args.epochs / (load_s + fit_s), load_s
-        best["seed_fit_only"] = max(best["seed_fit_only"], n * args.epochs / fit_s)
+    def run_stream() -> dict[str, float]:
+        wall, cpu = timed(lambda: models["stream"].fit(stream_ds, epochs=args.epochs, verbose=0))
+        return {"stream": wall, "stream_cpu": cpu}
+
+    def run_memory() -> dict[str, float]:
+        wall, cpu = timed(lambda: models["memory"].fit(mem_ds, epochs=args.epochs, verbose=0))
+        return {"memory": wall, "memory_cpu": cpu}
+
+    def run_seed() -> dict[str, float]:
+        box: dict[str, np.ndarray] = {}
+        load_wall, load_cpu = timed(lambda: box.update(x=seed_load(paths, args.size)))
+        fit_wall, fit_cpu = timed(lambda: models["seed"].fit(box["x"], labels, batch_size=bs, epochs=args.epochs,
+                                                             shuffle=True, verbose=0))
+        return {"seed": load_wall + fit_wall, "seed_cpu": load_cpu + fit_cpu, "seed_fit": fit_wall,
+                "seed_load": load_wall}
 
     order = [run_stream, run_memory, run_seed]
+    images = n * args.epochs
     for r in range(args.rounds):
+        row: dict[str, float] = {}
         for step in order[r % 3:] + order[:r % 3]:  # rotate the order so no method always runs first
-            step()
-        print(f"  round {r + 1}: stream {best['stream']:.1f}, memory {best['memory']:.1f}, "
-              f"seed {best['seed']:.1f} img/s (best so far)", flush=True)
-    return best
+            row.update(step())
+        rows.append(row)
+        print(f"  round {r + 1}: stream {images / row['stream']:.1f}, memory {images / row['memory']:.1f}, "
+              f"seed {images / row['seed']:.1f} img/s; stream/memory {row['memory'] / row['stream']:.2f}x",
+              flush=True)
+    table = pd.DataFrame(rows)
+    # Other processes share the CPUs, so rates drift between rounds: compare methods within a round
+    # (paired ratios, median over rounds), and report CPU seconds per image (insensitive to sharing).
+    return {
+        "memory": images / table["memory"].median(),
+        "stream": images / table["stream"].median(),
+        "seed": images / table["seed"].median(),
+        "seed_fit_only": images / table["seed_fit"].median(),
+        "seed_load_s": float(table["seed_load"].median()),
+        "ratio_stream": float((table["memory"] / table["stream"]).median()),
+        "ratio_seed": float((table["memory"] / table["seed"]).median()),
+        "ratio_seed_fit": float((table["memory"] / table["seed_fit"]).median()),
+        "cpu_ms_memory": 1000 * float(table["memory_cpu"].median()) / images,
+        "cpu_ms_stream": 1000 * float(table["stream_cpu"].median()) / images,
+        "cpu_ms_seed": 1000 * float(table["seed_cpu"].median()) / images,
+    }
 
 
 class PeakRSS:
@@ -194,8 +216,8 @@ def main() -> None:
     ap.add_argument("--arch", default="seed_2conv", help="architecture for the throughput comparison")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--images", type=int, default=320)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--mem-arch", default="tiny", help="architecture for the memory runs (data dominates)")
     ap.add_argument("--mem-sizes", type=int, nargs=2, default=[800, 3200])
@@ -209,13 +231,20 @@ def main() -> None:
     print(f"throughput: {args.arch} at {args.size} px, {args.images} images x {args.epochs} epochs, "
           f"batch {args.batch_size}, {args.rounds} interleaved rounds, {os.cpu_count()} CPUs")
     best = throughput(args)
-    mem = best["memory"]
-    print(f"\n{'method':38s} {'img/s':>8s} {'vs compute bound':>17s}")
-    print(f"{'(b) in-memory tensors (compute bound)':38s} {mem:8.1f} {1.0:16.2f}x")
-    print(f"{'(a) streaming make_dataset from disk':38s} {best['stream']:8.1f} {best['stream'] / mem:16.2f}x")
-    print(f"{'(c) seed recipe incl. PIL loading':38s} {best['seed']:8.1f} {best['seed'] / mem:16.2f}x")
-    print(f"{'    seed recipe fit only':38s} {best['seed_fit_only']:8.1f} {best['seed_fit_only'] / mem:16.2f}x"
+    print(f"\n{'method':38s} {'img/s':>7s} {'vs compute bound':>17s} {'CPU ms/img':>11s}   "
+          "(medians over rounds; ratios paired within a round)")
+    print(f"{'(b) in-memory tensors (compute bound)':38s} {best['memory']:7.1f} {1.0:16.2f}x "
+          f"{best['cpu_ms_memory']:11.1f}")
+    print(f"{'(a) streaming make_dataset from disk':38s} {best['stream']:7.1f} {best['ratio_stream']:16.2f}x "
+          f"{best['cpu_ms_stream']:11.1f}")
+    print(f"{'(c) seed recipe incl. PIL loading':38s} {best['seed']:7.1f} {best['ratio_seed']:16.2f}x "
+          f"{best['cpu_ms_seed']:11.1f}")
+    print(f"{'    seed recipe fit only':38s} {best['seed_fit_only']:7.1f} {best['ratio_seed_fit']:16.2f}x"
           f"   (loading took {best['seed_load_s']:.1f} s)")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"CPU-time ratios (what the rate ratios converge to when training has the CPUs to itself): "
+          f"streaming {best['cpu_ms_memory'] / best['cpu_ms_stream']:.2f}x, "
+          f"seed recipe {best['cpu_ms_memory'] / best['cpu_ms_seed']:.2f}x of compute bound")
     if not args.skip_memory:
         print(f"\nmemory: peak RSS growth of one epoch ({args.mem_arch} at {args.size} px), fresh process each")
         rows = memory(args)
