@@ -95,7 +95,7 @@ for j in shown:
         continue
     left, right = st.columns([3, 2])
     drawn = detect.draw(r, threshold)
-    left.image(drawn, caption=r.name, width=min(drawn.shape[1], 720))
+    left.image(drawn, caption=r.name, width="stretch")
     with right:
         if r.whole_image:
             st.warning("No face found: the whole image was judged (less reliable than a face crop).",
