@@ -215,29 +215,27 @@ def _input_layer_type() -> type:
 @register("seed_2conv", "Seed CNN: 2 conv layers (32, 64; 3x3 ReLU + 2x2 max pool), flatten, dense 128, "
           "dropout 0.5, sigmoid; 128 px", default_size=128)
 def _seed_2conv(image_size: int, dense: int = 128, dropout: float = 0.5) -> keras.Model:
-    import keras
-
-    inputs, x = rescaled_input(image_size)
-    for i, f in enumerate((32, 64)):
-        x = keras.layers.Conv2D(f, 3, activation="relu", name=f"conv{i + 1}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(dense, activation="relu", name="dense")(x)
-    return finish(inputs, x, "seed_2conv", dropout)
+    return _seed_flatten_cnn(image_size, (32, 64), dense, dropout, "seed_2conv")
 
 
 @register("seed_4conv", "Seed CNN: 4 conv layers (32, 64, 128, 128; 3x3 ReLU + 2x2 max pool), flatten, "
           "dense 512, dropout 0.5, sigmoid; 128 px", default_size=128)
 def _seed_4conv(image_size: int, dense: int = 512, dropout: float = 0.5) -> keras.Model:
+    return _seed_flatten_cnn(image_size, (32, 64, 128, 128), dense, dropout, "seed_4conv")
+
+
+def _seed_flatten_cnn(image_size: int, filters: tuple[int, ...], dense: int, dropout: float,
+                      name: str) -> keras.Model:
+    """The seeds' recipe: 3x3 ReLU conv + 2x2 max pool per width, flatten, dense ReLU, dropout, sigmoid."""
     import keras
 
     inputs, x = rescaled_input(image_size)
-    for i, f in enumerate((32, 64, 128, 128)):
+    for i, f in enumerate(filters):
         x = keras.layers.Conv2D(f, 3, activation="relu", name=f"conv{i + 1}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense, activation="relu", name="dense")(x)
-    return finish(inputs, x, "seed_4conv", dropout)
+    return finish(inputs, x, name, dropout)
 
 
 @register("seed_224", "Seed CNN: 3 conv layers of 224 filters (3x3 ReLU + 2x2 max pool) at 224 px, "
