@@ -340,6 +340,9 @@ def _run(name: str, runs_dir: str) -> Any:
 def cmd_runs(args: argparse.Namespace) -> int:
     from dfd import runs
 
+    for path in runs.recover_stale(args.runs_dir):
+        print(f"kept {path.name}: its training process ended without closing it (marked interrupted)",
+              file=sys.stderr)
     found = runs.list_runs(args.runs_dir)
     if not found:
         print(f"no runs in {args.runs_dir}")

@@ -297,3 +297,16 @@ def test_ctrl_c_keeps_an_interrupted_run(demo_data: Path, tmp_path: Path) -> Non
     run = runs.get_run(run_path)
     assert run.status == "interrupted"
     assert 1 <= len(run.history()) < 200
+
+
+def test_runs_keeps_a_killed_run_as_interrupted(tmp_path: Path) -> None:
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True, check=True).stdout)
+    stale = tmp_path / f".tmp-killed-{dead_pid}"
+    stale.mkdir()
+    (stale / "config.json").write_text('{"architecture": "tiny"}')
+    (stale / "status.json").write_text('{"status": "running"}')
+    proc = dfd("runs", "--runs-dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "kept killed" in proc.stderr and "killed" in proc.stdout and "interrupted" in proc.stdout
+    assert not stale.exists() and (tmp_path / "killed" / "status.json").is_file()
