@@ -512,6 +512,16 @@ def _runs_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=str(MODELS_DIR), metavar="DIR", help="folder holding the runs")
 
 
+def _scoring_options(p: argparse.ArgumentParser) -> None:
+    """The options of the commands that score a run on a dataset split (evaluate, robustness)."""
+    p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
+    p.add_argument("data", metavar="DATA", help="dataset folder (any supported layout) or CSV manifest")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
+    p.add_argument("--limit", type=int, help="at most this many images (stratified)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
+    _runs_dir(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dfd import demo
 
@@ -562,14 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", formatter_class=_Formatter, help="score a run on a dataset folder",
                        description="Predict a split of a dataset with a run's model and write "
                                    "<run>/evals/<tag>/{predictions.csv,metrics.json,errors.csv}.")
-    p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
-    p.add_argument("data", metavar="DATA", help="dataset folder (any supported layout) or CSV manifest")
-    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
+    _scoring_options(p)
     p.add_argument("--tag", help="name of the evaluation folder (default: <data folder>-<split>)")
-    p.add_argument("--limit", type=int, help="at most this many images (stratified)")
     p.add_argument("--dataset", help="only this dataset (the index's dataset column) when DATA holds several")
-    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
-    _runs_dir(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", formatter_class=_Formatter, help="P(fake) and a verdict per face",
@@ -595,12 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("robustness", formatter_class=_Formatter, help="accuracy under JPEG, blur and noise",
                        description="Score a run on a split under JPEG re-compression, Gaussian blur and noise; "
                                    "writes robustness.csv/json in the run folder.")
-    p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
-    p.add_argument("data", metavar="DATA", help="dataset folder (any supported layout) or CSV manifest")
-    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
-    p.add_argument("--limit", type=int, help="at most this many images (stratified)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
-    _runs_dir(p)
+    _scoring_options(p)
     p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("export", formatter_class=_Formatter, help="export a run to TensorFlow Lite (float, int8)",

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from dfd import imaging
+from dfd.evaluate import apply_temperature
 
 if TYPE_CHECKING:
     import keras
@@ -256,7 +257,7 @@ class Detector:
 
     def _setup(self, model: keras.Model, image_size: int, threshold: float, temperature: float,
                margin: float, find_faces: bool) -> None:
-        import tensorflow as tf
+        from dfd.evaluate import predictor
 
         self.model = model
         self.image_size = int(image_size)
@@ -268,10 +269,9 @@ class Detector:
         self._lock = threading.Lock()
         self._grad_model: Any = None
         self._logit_fn: Any = None
-        spec = tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.float32)
-        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._call = predictor(model, self.image_size)
         with self._lock:  # trace once now, so concurrent first calls do not race to trace
-            self._call(tf.zeros((1, self.image_size, self.image_size, 3), tf.float32))
+            self._call(np.zeros((1, self.image_size, self.image_size, 3), np.float32))
 
     # -- prediction ------------------------------------------------------------------------------------
 
@@ -280,8 +280,6 @@ class Detector:
         p = np.asarray(p, dtype=np.float64)
         if self.temperature == 1.0:
             return p
-        from dfd.evaluate import apply_temperature
-
         return apply_temperature(p, self.temperature)
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
@@ -294,8 +292,7 @@ class Detector:
                              f"got {batch.shape[1:]}")
         if not len(batch):
             return np.zeros(0)
-        out = self._call(batch)
-        return self.calibrate(np.asarray(out, dtype=np.float64).reshape(-1))
+        return self.calibrate(np.asarray(self._call(batch), dtype=np.float64))
 
     def regions(self, img: np.ndarray, find_faces: bool | None = None
                 ) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:

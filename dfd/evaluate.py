@@ -255,11 +255,16 @@ def _select(data_root: str | Path, split: str, limit: int | None, seed: int = 0,
     return _stratified_limit(frame, limit, seed)
 
 
-def predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """A fast batch predictor (a compiled tf.function, not ``model.predict``) for ``predict_paths``."""
+def predictor(model: Any, image_size: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A fast batch predictor (a compiled tf.function, not ``model.predict``): float32 batch -> P(fake).
+
+    With ``image_size`` the input signature is fixed, so the function is traced once for every batch size.
+    """
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    signature = None if image_size is None else [tf.TensorSpec((None, image_size, image_size, 3), tf.float32)]
+
+    @tf.function(reduce_retracing=True, input_signature=signature)
     def call(x: tf.Tensor) -> tf.Tensor:
         return model(x, training=False)
 
