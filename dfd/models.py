@@ -192,6 +192,8 @@ def feature_layer(model: keras.Model) -> str:
     """Name of the last layer with a spatial (4-D) output: the layer for Grad-CAM heatmaps."""
     last = None
     for layer in model.layers:
+        if layer.name.startswith(("thumb", "squeeze")):  # lowres_cnn's heads: its last stage feeds them all
+            continue
         shape = getattr(layer, "output", None)
         shape = getattr(shape, "shape", None)
         if shape is not None and len(shape) == 4 and not isinstance(layer, _input_layer_type()):
@@ -307,15 +309,24 @@ def _small_cnn(image_size: int, widths: tuple[int, ...] = (32, 64, 128, 256), dr
 
 @register("lowres_cnn", "Ours (the default detector): two 64-px views of a 256-px image made inside the model "
           "(area-downsampled RGB + log local high-frequency energy), 4 Conv-BN-ReLU stages (32-64-128-256, "
-          "stride-2 convs), global average pool, dropout 0.5, sigmoid; 256 px", default_size=256)
+          "stride-2 convs); head: global average pool (+ with head='flat' a 1x1-squeezed 8x8 map kept in place, "
+          "+ with thumb=16 a 16x16 thumbnail MLP), dropout 0.5, sigmoid; 256 px", default_size=256)
 def _lowres_cnn(image_size: int, work_size: int = 64, widths: tuple[int, ...] = (32, 64, 128, 256),
-                dropout: float = 0.5, energy: bool = True) -> keras.Model:
+                dropout: float = 0.5, energy: bool = True, head: str = "gap", squeeze: int = 16,
+                thumb: int = 0, thumb_units: int = 128) -> keras.Model:
     """Research (models/README.md): trained from scratch on 1-6k images, a small CNN learns these fakes at
     64 px (StyleGAN faces: layout and colour; face swaps: a face sharper or softer than its surroundings),
     where at 128-256 px it stays at chance. The input stays full size, so JPEG, blur and noise act on the
-    image as served and the high-frequency energy is measured at full resolution before pooling."""
+    image as served and the high-frequency energy is measured at full resolution before pooling.
+
+    ``head="flat"`` keeps *where* features are (faces in these sets are aligned: shifting the training
+    images by a few pixels costs faces-140k 10 points); ``thumb`` adds a small MLP over a ``thumb`` x
+    ``thumb`` thumbnail, which sees how typical a whole face is (StyleGAN's truncation makes fakes more
+    average than real photos)."""
     import keras
 
+    if head not in ("gap", "flat"):
+        raise ArchitectureError(f"lowres_cnn head must be 'gap' or 'flat', not {head!r}")
     inputs, x = rescaled_input(image_size)
     factor = max(1, image_size // max(8, int(work_size)))
     views = [keras.layers.AveragePooling2D(factor, name="area_down")(x) if factor > 1 else x]
@@ -327,7 +338,18 @@ def _lowres_cnn(image_size: int, work_size: int = 64, widths: tuple[int, ...] = 
     for i, w in enumerate(widths[1:], start=2):
         y = _conv_bn(y, w, f"l{i}a", strides=2)
         y = _conv_bn(y, w, f"l{i}b")
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    feats = [keras.layers.GlobalAveragePooling2D(name="gap")(y)]
+    if head == "flat":
+        z = keras.layers.Conv2D(squeeze, 1, use_bias=False, name="squeeze_conv")(y)
+        z = keras.layers.BatchNormalization(momentum=0.9, name="squeeze_bn")(z)
+        z = keras.layers.Activation("relu", name="squeeze_relu")(z)
+        feats.append(keras.layers.Flatten(name="in_place")(z))
+    if thumb:
+        t = keras.layers.AveragePooling2D(max(1, image_size // int(thumb)), name="thumbnail")(x)
+        t = keras.layers.BatchNormalization(momentum=0.9, name="thumb_bn")(keras.layers.Flatten(name="thumb_flat")(t))
+        t = keras.layers.Dropout(0.2, name="thumb_dropout")(t)
+        feats.append(keras.layers.Dense(int(thumb_units), activation="relu", name="thumb_mlp")(t))
+    x = keras.layers.Concatenate(name="features")(feats) if len(feats) > 1 else feats[0]
     return finish(inputs, x, "lowres_cnn", dropout)
 
 
