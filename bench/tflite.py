@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 
 from dfd import imaging  # noqa: E402
 from dfd.data import index_dataset  # noqa: E402
+from dfd.evaluate import predictor  # noqa: E402
 from dfd.export import export, tflite_predictor  # noqa: E402
 from dfd.runs import get_run, load_model  # noqa: E402
 
@@ -45,7 +46,6 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="write the .tflite files into the run folder")
     args = ap.parse_args()
 
-    import tensorflow as tf
 
     run = get_run(args.run)
     model = load_model(run)
@@ -63,11 +63,10 @@ def main() -> int:
     files = export(run, out_dir, data_root=args.data)
     print(f"exported in {time.perf_counter() - t0:.0f} s to {out_dir}")
 
-    serve = tf.function(lambda x: model(x, training=False))
+    serve = predictor(model, size, tta=run.tta)  # what the app and CLI serve
 
     def keras_predict(batch: np.ndarray) -> np.ndarray:
-        return np.concatenate([serve(tf.constant(batch[i:i + 32])).numpy().reshape(-1)
-                               for i in range(0, len(batch), 32)])
+        return np.concatenate([serve(batch[i:i + 32]) for i in range(0, len(batch), 32)])
 
     engines = {"keras": (keras_predict, run.model_path.stat().st_size)}
     for kind in ("float32", "int8"):

@@ -226,6 +226,8 @@ TRAIN_HELP: dict[str, str] = {
     "arch_kwargs": "extra architecture arguments as JSON, e.g. '{\"dropout\": 0.3}'",
     "strategy": "tf.distribute strategy: 'mirrored' for all GPUs (else all CPUs); default: none",
     "predict_splits": "splits to predict into predictions.csv after training",
+    "tta": "test-time averaging: the run's P(fake) is the mean over the image and its mirror image "
+           "(every prediction: predictions.csv, evaluate, robustness, predict, the app)",
     "notes": "free text stored in config.json",
 }
 

@@ -242,21 +242,21 @@ class Detector:
         size = int(run.config.get("image_size") or model.input_shape[1])
         self.run = run
         self.name = run.name
-        self._setup(model, size, run.threshold, run.temperature, margin, find_faces)
+        self._setup(model, size, run.threshold, run.temperature, margin, find_faces, run.tta)
 
     @classmethod
     def from_model(cls, model: keras.Model, image_size: int | None = None, *, threshold: float = 0.5,
                    temperature: float = 1.0, margin: float = MARGIN, find_faces: bool = True,
-                   name: str = "model") -> Detector:
+                   name: str = "model", tta: bool = False) -> Detector:
         """A detector around an in-memory Keras model (tests, notebooks)."""
         self = cls.__new__(cls)
         self.run = None
         self.name = name
-        self._setup(model, int(image_size or model.input_shape[1]), threshold, temperature, margin, find_faces)
+        self._setup(model, int(image_size or model.input_shape[1]), threshold, temperature, margin, find_faces, tta)
         return self
 
     def _setup(self, model: keras.Model, image_size: int, threshold: float, temperature: float,
-               margin: float, find_faces: bool) -> None:
+               margin: float, find_faces: bool, tta: bool = False) -> None:
         from dfd.evaluate import predictor
 
         self.model = model
@@ -269,7 +269,8 @@ class Detector:
         self._lock = threading.Lock()
         self._grad_model: Any = None
         self._logit_fn: Any = None
-        self._call = predictor(model, self.image_size)
+        self.tta = bool(tta)
+        self._call = predictor(model, self.image_size, tta=self.tta)
         with self._lock:  # trace once now, so concurrent first calls do not race to trace
             self._call(np.zeros((1, self.image_size, self.image_size, 3), np.float32))
 

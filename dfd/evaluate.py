@@ -255,10 +255,12 @@ def _select(data_root: str | Path, split: str, limit: int | None, seed: int = 0,
     return _stratified_limit(frame, limit, seed)
 
 
-def predictor(model: Any, image_size: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def predictor(model: Any, image_size: int | None = None, tta: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """A fast batch predictor (a compiled tf.function, not ``model.predict``): float32 batch -> P(fake).
 
     With ``image_size`` the input signature is fixed, so the function is traced once for every batch size.
+    With ``tta`` P(fake) is the mean of the model's outputs on each image and its left-right mirror (one
+    model call on both).
     """
     import tensorflow as tf
 
@@ -266,7 +268,11 @@ def predictor(model: Any, image_size: int | None = None) -> Callable[[np.ndarray
 
     @tf.function(reduce_retracing=True, input_signature=signature)
     def call(x: tf.Tensor) -> tf.Tensor:
-        return model(x, training=False)
+        if not tta:
+            return model(x, training=False)
+        p = model(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False)
+        n = tf.shape(x)[0]
+        return (p[:n] + p[n:]) / 2
 
     def predict(batch: np.ndarray) -> np.ndarray:
         return call(tf.convert_to_tensor(batch, tf.float32)).numpy().reshape(-1)
@@ -301,7 +307,8 @@ def evaluate_run(run: runs.Run | str | Path, data_root: str | Path, split: str =
     run = runs.get_run(run)
     frame = _select(data_root, split, limit, dataset=dataset)
     model = runs.load_model(run)
-    pred, errors = predict_frame(predictor(model), frame, run.image_size, batch_size, progress=progress)
+    pred, errors = predict_frame(predictor(model, tta=run.tta), frame, run.image_size, batch_size,
+                                 progress=progress)
     report = metrics_report(pred)
     if run.temperature != 1.0 or run.threshold != 0.5:
         calibrated = pred.assign(p_fake=apply_temperature(pred["p_fake"].to_numpy(), run.temperature))
@@ -349,7 +356,7 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
     """
     run = runs.get_run(run)
     frame = _select(data_root, split, limit)
-    predict = predictor(runs.load_model(run))
+    predict = predictor(runs.load_model(run), tta=run.tta)
     rows = []
     for i, (kind, level) in enumerate(sweep):
         pred, _ = predict_frame(predict, frame, run.image_size, batch_size, transform=perturbation(kind, level))

@@ -66,6 +66,17 @@ def _converter(model: Any) -> Any:
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
+def with_mirror(model: Any) -> Any:
+    """The model with test-time averaging in its graph: mean P(fake) of the image and its mirror image
+    (what :func:`dfd.evaluate.predictor` serves for a run trained with ``tta``). For conversion only."""
+    import keras
+
+    inputs = keras.Input(shape=model.inputs[0].shape[1:], dtype="float32", name="image")
+    mirrored = keras.layers.Lambda(lambda x: keras.ops.flip(x, axis=2), name="mirror")(inputs)
+    out = keras.layers.Average(name="tta_mean")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, out, name=f"{model.name}_tta")
+
+
 def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_root: str | Path | None = None,
            kinds: tuple[str, ...] = ("float", "int8"), n_representative: int = 200,
            seed: int = 0) -> dict[str, Path]:
@@ -84,9 +95,11 @@ def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_roo
     out = Path(out_dir) if out_dir else run.path
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(run)
+    if run.tta:
+        model = with_mirror(model)
     size = int(model.inputs[0].shape[1])
     info: dict[str, Any] = {"run": run.name, "image_size": size, "keras_bytes": run.model_path.stat().st_size,
-                            "tensorflow": tf.__version__}
+                            "tta": run.tta, "tensorflow": tf.__version__}
     written: dict[str, Path] = {}
 
     if "float" in kinds:

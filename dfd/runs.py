@@ -268,6 +268,11 @@ class Run:
         value = self.calibration().get("temperature")
         return float(value) if value else 1.0
 
+    @property
+    def tta(self) -> bool:
+        """Whether P(fake) averages the image and its mirror image (config.json ``tta``; False if absent)."""
+        return bool(self.config.get("tta"))
+
     def robustness(self) -> pd.DataFrame:
         return _read_csv(self.path / "robustness.csv")
 

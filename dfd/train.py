@@ -73,6 +73,7 @@ class TrainConfig:
     strategy: str | None = None             # None (default), "mirrored" (all GPUs, else all logical CPUs)
     bn_batches: int = 50                    # recompute batch-norm statistics over this many batches (0: off)
     predict_splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    tta: bool = False                       # serve P(fake) averaged over the image and its mirror image
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -406,7 +407,7 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     model.save(checkpoint)
 
     # Predict with the best weights (EarlyStopping restored them; the checkpoint holds the same model).
-    predict = evaluate.predictor(model)
+    predict = evaluate.predictor(model, tta=cfg.tta)
     preds, pred_errors = [], {}
     for split in cfg.predict_splits:
         part = frame[frame["split"] == split]

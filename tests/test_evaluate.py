@@ -178,3 +178,48 @@ def test_robustness_sweep(trained):
     assert blur2["accuracy"] < clean["accuracy"]
     assert (path / "robustness.csv").exists()
     assert runs.get_run(path).robustness().shape == (10, 5)
+
+
+def test_tta_predictor_is_the_mean_over_the_mirror_image(faces140k):
+    import keras
+
+    from dfd import imaging, models
+
+    keras.utils.set_random_seed(3)
+    model = models.build_model("tiny", 64)
+    paths = sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[:6]
+    x = np.stack([imaging.decode(p, 64) for p in paths])
+    mirror = np.ascontiguousarray(x[:, :, ::-1])
+    plain, tta = evaluate.predictor(model, 64), evaluate.predictor(model, 64, tta=True)
+    np.testing.assert_allclose(tta(x), (plain(x) + plain(mirror)) / 2, atol=1e-6)
+    np.testing.assert_allclose(tta(x), tta(mirror), atol=1e-6)  # mirror-invariant by construction
+    assert np.abs(plain(x) - plain(mirror)).max() > 1e-4  # ... which the plain model is not
+
+
+@pytest.mark.slow
+def test_a_tta_run_serves_mirror_averaged_p_fake_everywhere(trained, tmp_path):
+    """A run trained with tta: its predictions.csv, evaluate_run, the Detector and the TFLite export all give
+    the mirror-averaged P(fake)."""
+    from dfd import detect, export, imaging
+    from dfd.train import TrainConfig, train
+
+    _, data = trained
+    path = train(TrainConfig(data=str(data), architecture="tiny", image_size=48, epochs=2, batch_size=16,
+                             learning_rate=1e-2, warmup_epochs=0.5, patience=0, runs_dir=str(tmp_path),
+                             name="tta", tta=True))
+    run = runs.get_run(path)
+    assert run.tta and json.loads((path / "config.json").read_text())["tta"] is True
+    test = run.predictions().query("split == 'test'")
+    x = np.stack([imaging.decode(p, 48) for p in test["path"]])
+    model = runs.load_model(run)
+    plain = evaluate.predictor(model, 48)
+    expected = (plain(x) + plain(np.ascontiguousarray(x[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(test["p_fake"], expected, atol=1e-5)
+    assert np.abs(test["p_fake"].to_numpy() - plain(x)).max() > 1e-5
+    scored = pd.read_csv(evaluate.evaluate_run(path, data, "test") / "predictions.csv").set_index("path")
+    np.testing.assert_allclose(scored.loc[test["path"], "p_fake"], expected, atol=1e-5)
+    detector = detect.Detector(path)
+    assert detector.tta
+    np.testing.assert_allclose(detector.calibrate(expected), detector.predict_arrays(x), atol=1e-5)
+    files = export.export(run, tmp_path / "tflite", kinds=("float",))
+    np.testing.assert_allclose(export.tflite_predictor(files["float32"])(x), expected, atol=1e-4)

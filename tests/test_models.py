@@ -85,11 +85,12 @@ def test_register_decorator_adds_an_architecture():
             reg.pop("_test_arch", None)
 
 
-@pytest.mark.parametrize("name", ["srm_cnn", "seed_2conv"])
-def test_save_load_safe_mode_same_predictions(tmp_path, name):
+@pytest.mark.parametrize("name, kw", [("srm_cnn", {}), ("seed_2conv", {}),
+                                      ("lowres_cnn", {"head": "flat", "thumb": 8, "work_size": 16})])
+def test_save_load_safe_mode_same_predictions(tmp_path, name, kw):
     from dfd import runs
 
-    model = models.build_model(name, 40)
+    model = models.build_model(name, 40, **kw)
     x = np.random.default_rng(1).uniform(0, 255, (4, 40, 40, 3)).astype(np.float32)
     before = np.asarray(model(x, training=False))
     run_dir = tmp_path / "r"
@@ -100,6 +101,19 @@ def test_save_load_safe_mode_same_predictions(tmp_path, name):
     after = np.asarray(loaded(x, training=False))
     np.testing.assert_allclose(after, before, atol=1e-6)
     assert not np.allclose(before, before.mean())  # the check means something: outputs differ per image
+
+
+def test_lowres_cnn_heads():
+    plain = models.build_model("lowres_cnn", 64, work_size=32)
+    flat = models.build_model("lowres_cnn", 64, work_size=32, head="flat")
+    both = models.build_model("lowres_cnn", 64, work_size=32, head="flat", thumb=16)
+    names = {layer.name for layer in both.layers}
+    assert {"in_place", "thumb_mlp"} <= names and "in_place" not in {layer.name for layer in plain.layers}
+    assert plain.count_params() < flat.count_params() < both.count_params()
+    # Grad-CAM looks at the last conv stage, which feeds every head (not the thumbnail or the squeeze)
+    assert models.feature_layer(plain) == models.feature_layer(both) == "l4b_relu"
+    with pytest.raises(models.ArchitectureError, match="head"):
+        models.build_model("lowres_cnn", 64, head="max")
 
 
 def test_high_pass_removes_flat_regions_keeps_edges():
