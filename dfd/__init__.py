@@ -11,3 +11,6 @@ __version__ = "0.1.0"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_RUN = "default"
+# Where the shared datasets are looked for when a run's stored image paths do not exist (moved or another
+# machine): $DFD_DATA, then ../shared/data beside the repository.
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dfd import DEFAULT_RUN, MODELS_DIR
+from dfd import DEFAULT_RUN, MODELS_DIR, SHARED_DATA
 
 if TYPE_CHECKING:
     import keras
@@ -248,7 +248,28 @@ class Run:
         return _read_csv(self.path / "history.csv")
 
     def predictions(self) -> pd.DataFrame:
-        return _read_csv(self.path / "predictions.csv", PREDICTION_COLUMNS)
+        """predictions.csv; image paths re-rooted if the data folder has moved (see :meth:`relocate`)."""
+        pred = _read_csv(self.path / "predictions.csv", PREDICTION_COLUMNS)
+        if len(pred):
+            pred["path"] = self.relocate(pred["path"].astype(str).tolist())
+        return pred
+
+    def relocate(self, paths: list[str]) -> list[str]:
+        """The run's stored image paths, re-rooted when they do not exist: a path under the training data
+        folder (config.json ``data``) moves to the same place under $DFD_DATA or ../shared/data beside the
+        repository, if the file is there. Paths are returned unchanged otherwise."""
+        root = self.config.get("data")
+        if not paths or not root or Path(paths[0]).exists():
+            return paths
+        root = os.path.normpath(root)
+        candidates = [Path(os.environ["DFD_DATA"])] if os.environ.get("DFD_DATA") else []
+        candidates.append(SHARED_DATA)
+        rel = [os.path.relpath(p, root) if os.path.normpath(p).startswith(root + os.sep) else None for p in paths]
+        first = next((r for r in rel if r is not None), None)
+        for base in candidates:
+            if first is not None and (base / first).exists():
+                return [str(base / r) if r is not None else p for p, r in zip(paths, rel, strict=True)]
+        return paths
 
     def metrics(self) -> dict[str, Any]:
         return read_json(self.path / "metrics.json", {}) or {}

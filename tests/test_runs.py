@@ -111,3 +111,20 @@ def test_recover_stale_temp_folders(tmp_path):
     assert [p.name for p in recovered] == ["killed"]
     assert runs.get_run("killed", tmp_path).status == "interrupted"
     assert live.exists() and str(os.getpid()) in live.name
+
+
+def test_predictions_follow_a_moved_data_folder(tmp_path, monkeypatch):
+    """Runs store absolute image paths; when the data folder has moved (another machine), predictions() finds
+    the same files under $DFD_DATA (or ../shared/data beside the repo) instead of reporting them missing."""
+    old, new = tmp_path / "gone" / "data", tmp_path / "here" / "data"
+    (new / "set" / "real").mkdir(parents=True)
+    (new / "set" / "real" / "a.jpg").write_bytes(b"x")
+    path = _make_run(tmp_path / "runs", "r", data=str(old))
+    pred = pd.DataFrame({"path": [str(old / "set" / "real" / "a.jpg"), "/elsewhere/b.jpg"], "label": [0, 1],
+                         "p_fake": [0.2, 0.9], "split": "test", "dataset": "d"})
+    runs.write_csv_atomic(path / "predictions.csv", pred)
+    run = runs.get_run(path)
+    monkeypatch.delenv("DFD_DATA", raising=False)
+    assert run.predictions()["path"].tolist() == pred["path"].tolist()  # nowhere to go: unchanged
+    monkeypatch.setenv("DFD_DATA", str(new))
+    assert run.predictions()["path"].tolist() == [str(new / "set" / "real" / "a.jpg"), "/elsewhere/b.jpg"]
