@@ -174,6 +174,7 @@ def _list_runs(root: str, mtime: int) -> list[Any]:
     except ImportError:
         return []
     try:
+        runs.recover_stale(Path(root))  # runs whose training process was killed show up as interrupted
         return list(runs.list_runs(Path(root)))
     except (OSError, ValueError):
         return []

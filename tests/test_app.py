@@ -194,6 +194,22 @@ def test_every_page_with_a_run(trained_runs, monkeypatch):
     assert table["file"].str.contains(r"\(true: (?:real|fake)\)").all()
 
 
+def test_a_killed_training_run_shows_up_as_interrupted(tmp_path, monkeypatch):
+    """A run folder left behind by a killed training process (.tmp-<name>-<dead pid>) is kept and listed."""
+    from dfd import runs
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    stale = tmp_path / f".tmp-killed-{int(dead.stdout)}"
+    stale.mkdir()
+    runs.write_json_atomic(stale / "config.json", {"architecture": "tiny", "image_size": 64})
+    runs.write_status(stale, "running")
+    at = _open(_app(tmp_path, monkeypatch), "compare")
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["killed"] and list(table["status"]) == ["interrupted"]
+    assert (tmp_path / "killed").is_dir() and not stale.exists()
+
+
 def _detect(at: AppTest, files: list[tuple[str, bytes, str]]):
     at.file_uploader(key="det_files").set_value(files)
     at.run()
