@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -312,9 +313,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             else:
                 bar.write(line, file=sys.stderr)
 
+    def terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM (kill, a container or CI stopping): kept as interrupted, like Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         path = train.train(config, progress=progress)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         bar.close()
     from dfd import runs
 

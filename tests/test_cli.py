@@ -270,8 +270,10 @@ def test_train_errors(tmp_path: Path, demo_data: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_an_interrupted_run(demo_data: Path, tmp_path: Path) -> None:
-    """Ctrl-C during training: the run folder is kept and marked interrupted, exit code 130, no traceback."""
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_kill_keeps_an_interrupted_run(demo_data: Path, tmp_path: Path, signum: str) -> None:
+    """Ctrl-C (SIGINT) or kill (SIGTERM) during training: the run folder is kept and marked interrupted,
+    exit code 130, no traceback."""
     import signal
     import time
 
@@ -286,7 +288,7 @@ def test_ctrl_c_keeps_an_interrupted_run(demo_data: Path, tmp_path: Path) -> Non
         if line.startswith("epoch 1/200"):
             break
         assert time.monotonic() < deadline, "no epoch finished in time"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signum))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err
