@@ -153,6 +153,21 @@ else:
         col.plotly_chart(fig, key=f"rob_{kind}")
     st.dataframe(rob, hide_index=True, key="rob_table")
 
+# ---------------------------------------------------------------------------------------------- across datasets
+st.subheader("Across datasets")
+cross = run.cross_dataset()
+if cross.empty:
+    st.caption("No cross_dataset.csv for this run. Make one with `python -m dfd cross-dataset "
+               f"{run.name} <runs trained on other datasets> --data <folder>`.")
+else:
+    cross = cross.assign(**{"trained on": cross["trained_on"], "accuracy / AUC": [
+        f"{a:.3f} / {u:.3f}" + (" (in)" if d == "in-domain" else "")
+        for a, u, d in zip(cross["accuracy"], cross["roc_auc"].fillna(float("nan")), cross["domain"], strict=True)]})
+    grid = cross.pivot_table(index="trained on", columns="dataset", values="accuracy / AUC", aggfunc="first")
+    st.dataframe(grid, key="cross_table")
+    st.caption("Test accuracy / ROC AUC of detectors trained on some datasets and scored on each; (in) marks "
+               "the datasets a detector was trained on. Detectors travel badly: expect near 0.5 out of domain.")
+
 # ---------------------------------------------------------------------------------------------- errors
 st.subheader("Misclassified images")
 valid = part.dropna(subset=["p_fake"])

@@ -419,6 +419,24 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cross_dataset(args: argparse.Namespace) -> int:
+    from dfd import evaluate
+
+    chosen = [_run(r, args.runs_dir) for r in args.runs]
+    into = _run(args.into, args.runs_dir) if args.into else chosen[0]
+    _existing(args.data, "dataset folder")
+    _import_tensorflow_quietly()
+    bar = _bar(None, "cross-dataset", "dataset")
+    try:
+        table = evaluate.cross_dataset(chosen, args.data, split=args.split, limit=args.limit, into=into,
+                                       batch_size=args.batch_size, progress=_counter(bar))
+    finally:
+        bar.close()
+    print(_table(table))
+    print(into.path / "cross_dataset.csv")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------------------
 # predict
 
@@ -610,6 +628,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "writes robustness.csv/json in the run folder.")
     _scoring_options(p)
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("cross-dataset", formatter_class=_Formatter, help="score runs on every dataset, in and out of domain",
+                       description="Score each run on each dataset's split under DATA (e.g. models trained on some "
+                                   "datasets, tested on the others) and write the table as cross_dataset.csv into "
+                                   "the run --into (default: the first run), where the Evaluation page shows it.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run names (in --runs-dir) or run folder paths")
+    p.add_argument("--data", required=True, metavar="DATA", help="folder holding the datasets (any supported layout)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
+    p.add_argument("--limit", type=int, help="at most this many images per dataset (stratified)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
+    p.add_argument("--into", metavar="RUN", help="run whose folder gets cross_dataset.csv (default: the first)")
+    _runs_dir(p)
+    p.set_defaults(func=cmd_cross_dataset)
 
     p = sub.add_parser("export", formatter_class=_Formatter, help="export a run to TensorFlow Lite (float, int8)",
                        description="Convert a run's model to TensorFlow Lite: float32 and int8 (post-training "

@@ -373,3 +373,50 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
         "threshold": run.threshold, "temperature": run.temperature, "pid": os.getpid(),
         "rows": table.to_dict(orient="records")})
     return table
+
+
+CROSS_COLUMNS = ["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc"]
+
+
+def trained_on(run: runs.Run) -> list[str]:
+    """The datasets a run was trained on: config.json ``datasets``, else those in its own predictions."""
+    chosen = run.config.get("datasets")
+    if chosen:
+        return sorted(chosen)
+    pred = run.predictions()
+    return sorted(pred["dataset"].dropna().astype(str).unique()) if len(pred) else []
+
+
+def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, split: str = "test",
+                  limit: int | None = None, *, into: runs.Run | str | Path | None = None, batch_size: int = 64,
+                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """How far detectors travel: each run scores each dataset's ``split`` at ``data_root``, marked in-domain
+    (the run was trained on that dataset) or out-of-domain. Accuracy at each run's calibrated threshold.
+
+    Columns: run, trained_on, dataset, domain, n, accuracy, roc_auc. Written as cross_dataset.csv into the
+    run ``into`` (default: the first run), where the Evaluation page shows it.
+    """
+    chosen = [runs.get_run(r) for r in run_refs]
+    if not chosen:
+        raise EvaluationError("cross_dataset needs at least one run")
+    frame = _select(data_root, split, None)
+    parts = {d: _stratified_limit(g, limit) for d, g in frame.groupby("dataset")}
+    rows, done = [], 0
+    for run in chosen:
+        seen = trained_on(run)
+        predict = predictor(runs.load_model(run), run.image_size, tta=run.tta)
+        for dataset, part in parts.items():
+            pred, _ = predict_frame(predict, part, run.image_size, batch_size)
+            pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
+            m = metrics(pred, run.threshold)
+            rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": dataset,
+                         "domain": "in-domain" if dataset in seen else "out-of-domain", "n": m["n"],
+                         "accuracy": m["accuracy"], "roc_auc": m["roc_auc"]})
+            done += 1
+            if progress:
+                progress(done, len(chosen) * len(parts))
+    table = pd.DataFrame(rows, columns=CROSS_COLUMNS)
+    target = runs.get_run(into) if into is not None else chosen[0]
+    runs.write_csv_atomic(target.path / "cross_dataset.csv", table)
+    return table
+

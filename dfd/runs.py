@@ -297,6 +297,10 @@ class Run:
     def robustness(self) -> pd.DataFrame:
         return _read_csv(self.path / "robustness.csv")
 
+    def cross_dataset(self) -> pd.DataFrame:
+        """cross_dataset.csv (dfd.evaluate.cross_dataset): runs x datasets, in- and out-of-domain."""
+        return _read_csv(self.path / "cross_dataset.csv")
+
     def bad_files(self) -> pd.DataFrame:
         return _read_csv(self.path / "bad_files.csv", ["path", "reason"])
 

@@ -194,6 +194,38 @@ def test_every_page_with_a_run(trained_runs, monkeypatch):
     assert table["file"].str.contains(r"\(true: (?:real|fake)\)").all()
 
 
+@pytest.mark.slow
+def test_cross_dataset_table_from_the_cli_on_the_evaluation_page(tmp_path, monkeypatch, faces140k, lfw):
+    """Two runs trained on different real datasets, scored on all three by `python -m dfd cross-dataset`:
+    cross_dataset.csv marks in- and out-of-domain, and the Evaluation page shows it."""
+    import pandas as pd
+
+    from dfd import train
+
+    for name, dataset in (("on-faces", "faces-140k-mini"), ("on-lfw", "lfw-faceswap")):
+        train.train(train.TrainConfig(data=str(faces140k.parent), datasets=[dataset], architecture="tiny",
+                                      image_size=64, epochs=1, limit=40, runs_dir=str(tmp_path), name=name,
+                                      patience=0))
+    proc = subprocess.run([sys.executable, "-m", "dfd", "cross-dataset", "on-faces", "on-lfw", "--data",
+                           str(faces140k.parent), "--limit", "12", "--runs-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "on-faces" / "cross_dataset.csv")
+    table = pd.read_csv(tmp_path / "on-faces" / "cross_dataset.csv")
+    assert len(table) == 6 and (table["n"] == 12).all() and table["accuracy"].between(0, 1).all()
+    inside = table[table["domain"] == "in-domain"].set_index("run")["dataset"].to_dict()
+    assert inside == {"on-faces": "faces-140k-mini", "on-lfw": "lfw-faceswap"}
+    assert set(table[table["run"] == "on-lfw"]["trained_on"]) == {"lfw-faceswap"}
+    at = _app(tmp_path, monkeypatch)
+    at.sidebar.selectbox(key="run_name").set_value("on-faces").run()
+    _open(at, "evaluation")
+    grid = next(d.value for d in at.dataframe if "faces-140k-mini" in getattr(d.value, "columns", []))
+    assert list(grid.index) == ["faces-140k-mini", "lfw-faceswap"]
+    assert grid.loc["faces-140k-mini", "faces-140k-mini"].endswith("(in)")
+    assert not grid.loc["faces-140k-mini", "lfw-faceswap"].endswith("(in)")
+
+
 def test_a_killed_training_run_shows_up_as_interrupted(tmp_path, monkeypatch):
     """A run folder left behind by a killed training process (.tmp-<name>-<dead pid>) is kept and listed."""
     from dfd import runs
