@@ -160,7 +160,10 @@ if cross.empty:
     st.caption("No cross_dataset.csv for this run. Make one with `python -m dfd cross-dataset "
                f"{run.name} <runs trained on other datasets> --data <folder>`.")
 else:
-    cross = cross.assign(**{"trained on": cross["trained_on"], "accuracy / AUC": [
+    label = cross["trained_on"].astype(str)
+    if cross.groupby("trained_on")["run"].nunique().max() > 1:  # two runs trained alike: tell them apart
+        label = cross["run"].astype(str) + ": " + label
+    cross = cross.assign(**{"trained on": label, "accuracy / AUC": [
         f"{a:.3f} / {u:.3f}" + (" (in)" if d == "in-domain" else "")
         for a, u, d in zip(cross["accuracy"], cross["roc_auc"].fillna(float("nan")), cross["domain"], strict=True)]})
     grid = cross.pivot_table(index="trained on", columns="dataset", values="accuracy / AUC", aggfunc="first")
