@@ -39,8 +39,10 @@ files = st.file_uploader("Drop one or more images (JPEG, PNG, WebP, BMP)", accep
                          key="det_files",
                          help="Processed in memory and never written to disk. Other files are reported, "
                               "not judged.")
-st.caption(f"Run **{run.name}** · {run.architecture or '?'} · {run.config.get('image_size', '?')} px input · "
-           "change the run in the sidebar. Uploads stay in memory and are never saved.")
+trained_on = " + ".join(d for d in run.trained_on if d) or "?"
+st.caption(f"Run **{run.name}** · {run.architecture or '?'} · {run.config.get('image_size', '?')} px input"
+           f"{' · mirror-averaged' if run.tta else ''} · trained on {trained_on} · change the run in the sidebar. "
+           "Uploads stay in memory and are never saved.")
 if files:
     items = [(f.name, f.getvalue()) for f in files]
 else:

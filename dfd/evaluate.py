@@ -378,15 +378,6 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
 CROSS_COLUMNS = ["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc"]
 
 
-def trained_on(run: runs.Run) -> list[str]:
-    """The datasets a run was trained on: config.json ``datasets``, else those in its own predictions."""
-    chosen = run.config.get("datasets")
-    if chosen:
-        return sorted(chosen)
-    pred = run.predictions()
-    return sorted(pred["dataset"].dropna().astype(str).unique()) if len(pred) else []
-
-
 def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, split: str = "test",
                   limit: int | None = None, *, into: runs.Run | str | Path | None = None, batch_size: int = 64,
                   progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
@@ -403,7 +394,7 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
     parts = {d: _stratified_limit(g, limit) for d, g in frame.groupby("dataset")}
     rows, done = [], 0
     for run in chosen:
-        seen = trained_on(run)
+        seen = run.trained_on
         predict = predictor(runs.load_model(run), run.image_size, tta=run.tta)
         for dataset, part in parts.items():
             pred, _ = predict_frame(predict, part, run.image_size, batch_size)

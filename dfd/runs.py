@@ -297,6 +297,15 @@ class Run:
     def robustness(self) -> pd.DataFrame:
         return _read_csv(self.path / "robustness.csv")
 
+    @property
+    def trained_on(self) -> list[str]:
+        """The datasets the run was trained on: config.json ``datasets``, else those in its own predictions."""
+        chosen = self.config.get("datasets")
+        if chosen:
+            return sorted(chosen)
+        pred = self.predictions()
+        return sorted(pred["dataset"].dropna().astype(str).unique()) if len(pred) else []
+
     def cross_dataset(self) -> pd.DataFrame:
         """cross_dataset.csv (dfd.evaluate.cross_dataset): runs x datasets, in- and out-of-domain."""
         return _read_csv(self.path / "cross_dataset.csv")

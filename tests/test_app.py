@@ -251,6 +251,10 @@ def _detect(at: AppTest, files: list[tuple[str, bytes, str]]):
 
 def test_detect_page_judges_a_real_face_and_reports_bad_files(trained_runs, monkeypatch, face_bytes):
     at = _open(_app(trained_runs, monkeypatch), "detect")
+    from dfd import runs
+
+    trained_on = runs.get_run("tiny-test", trained_runs).trained_on
+    assert trained_on and any(f"trained on {' + '.join(trained_on)}" in c.value for c in at.caption)
     unique = f"upload-{os.getpid()}-{time.time_ns()}.jpg"
     table = _detect(at, [(unique, face_bytes, "image/jpeg"),
                          ("broken.jpg", face_bytes[:400], "image/jpeg"),
