@@ -352,10 +352,16 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
     """Accuracy and ROC AUC under JPEG re-compression, blur and noise; written as robustness.csv in the run.
 
     Columns: perturbation, level, accuracy, roc_auc, n. Accuracy uses the run's calibrated threshold.
-    ``progress(done, total)`` counts conditions.
+    ``progress(done, total)`` counts conditions. When ``data_root`` holds several datasets, only those the run
+    was trained on are scored (robustness is about the fakes it knows; cross_dataset covers the others),
+    unless none of them is there.
     """
     run = runs.get_run(run)
-    frame = _select(data_root, split, limit)
+    frame = _select(data_root, split, None)
+    if "dataset" in frame and frame["dataset"].nunique() > 1:
+        own = frame[frame["dataset"].isin(run.trained_on)]
+        frame = own if len(own) else frame
+    frame = _stratified_limit(frame, limit)
     predict = predictor(runs.load_model(run), tta=run.tta)
     rows = []
     for i, (kind, level) in enumerate(sweep):
@@ -370,6 +376,7 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
     runs.write_csv_atomic(run.path / "robustness.csv", table)
     runs.write_json_atomic(run.path / "robustness.json", {
         "data": str(Path(data_root).resolve()), "split": split, "limit": limit, "n_images": int(len(frame)),
+        "datasets": sorted(frame["dataset"].astype(str).unique()),
         "threshold": run.threshold, "temperature": run.temperature, "pid": os.getpid(),
         "rows": table.to_dict(orient="records")})
     return table

@@ -217,6 +217,12 @@ def test_cross_dataset_table_from_the_cli_on_the_evaluation_page(tmp_path, monke
     inside = table[table["domain"] == "in-domain"].set_index("run")["dataset"].to_dict()
     assert inside == {"on-faces": "faces-140k-mini", "on-lfw": "lfw-faceswap"}
     assert set(table[table["run"] == "on-lfw"]["trained_on"]) == {"lfw-faceswap"}
+    # robustness on a folder of several datasets scores only those the run was trained on
+    from dfd import evaluate
+
+    rob = evaluate.robustness(tmp_path / "on-lfw", faces140k.parent, limit=10)
+    assert (rob["n"] == 10).all()
+    assert json.loads((tmp_path / "on-lfw" / "robustness.json").read_text())["datasets"] == ["lfw-faceswap"]
     at = _app(tmp_path, monkeypatch)
     at.sidebar.selectbox(key="run_name").set_value("on-faces").run()
     _open(at, "evaluation")
