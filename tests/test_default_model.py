@@ -19,11 +19,13 @@ from conftest import FACES_140K, LFW, REPO, RFF, need
 from dfd import DEFAULT_RUN, MODELS_DIR
 
 N_PER_DATASET = 60  # 30 real + 30 fake
-# Floors for the fixed 60-image samples. The project's targets (>= 0.85 faces-140k-mini, >= 0.95 lfw-faceswap)
-# are NOT reached by the shipped model (full test splits: 0.743, 0.870, rff 0.565; models/README.md), so these
-# floors guard what it does reach: the sample's accuracy (0.733, 0.917, 0.567) less a small margin. A
-# retrained default that does worse fails here.
-FLOORS = {"faces-140k-mini": 0.70, "lfw-faceswap": 0.88, "real-and-fake-face": 0.53}
+# Floors for the fixed 60-image samples, on the verdicts the app serves (mirror-averaged, calibrated P(fake) at
+# the run's threshold). The project's targets (>= 0.85 faces-140k-mini, >= 0.95 lfw-faceswap on the full test
+# splits) are NOT both reached by the shipped model (full test splits: 0.793 and 0.932 at its threshold;
+# models/README.md), so these floors guard what it does reach: the sample's accuracy (0.867, 0.933) less a
+# sample margin. real-and-fake-face is not here: the default is not trained on it (it is at chance there, as
+# cross_dataset.csv shows and test_cross_dataset_table_covers_every_dataset checks).
+FLOORS = {"faces-140k-mini": 0.80, "lfw-faceswap": 0.90}
 FOLDERS = {"faces-140k-mini": FACES_140K, "lfw-faceswap": LFW, "real-and-fake-face": RFF}
 RUN_DIR = MODELS_DIR / DEFAULT_RUN
 
@@ -56,7 +58,7 @@ def _sample(folder: Path, n: int = N_PER_DATASET, seed: int = 0):
 
 def test_run_folder_is_complete_and_small(run):
     for name in ("config.json", "history.csv", "model.keras", "predictions.csv", "metrics.json", "status.json",
-                 "calibration.json", "robustness.csv"):
+                 "calibration.json", "robustness.csv", "robustness_by_dataset.csv", "cross_dataset.csv"):
         assert (RUN_DIR / name).is_file(), f"models/default/{name} is missing"
     assert run.status == "complete"
     assert (RUN_DIR / "model.keras").stat().st_size <= 10 * 2**20
@@ -71,15 +73,16 @@ def test_model_interface(model, run):
     assert out.shape == (2, 1) and np.all((out >= 0) & (out <= 1))
 
 
-@pytest.mark.parametrize("dataset", sorted(FOLDERS))
+@pytest.mark.parametrize("dataset", sorted(FLOORS))
 def test_accuracy_on_real_test_images(dataset, model, run):
     from dfd.data import predict_paths
+    from dfd.evaluate import apply_temperature, predictor
 
     sample = _sample(FOLDERS[dataset])
-    fn = lambda batch: np.asarray(model(batch, training=False))  # noqa: E731
-    probs, errors = predict_paths(fn, sample["path"].tolist(), run.image_size, batch_size=30)
+    probs, errors = predict_paths(predictor(model, run.image_size, tta=run.tta), sample["path"].tolist(),
+                                  run.image_size, batch_size=30)
     assert not errors
-    acc = float(((probs > 0.5) == sample["label"].to_numpy()).mean())
+    acc = float(((apply_temperature(probs, run.temperature) >= run.threshold) == sample["label"].to_numpy()).mean())
     assert acc >= FLOORS[dataset], f"{dataset}: accuracy {acc:.3f} on {len(sample)} test images < {FLOORS[dataset]}"
 
 
@@ -92,8 +95,9 @@ def test_recorded_predictions_match_the_model(model, run):
     if pred.empty:
         pytest.skip("none of the images in predictions.csv is present on this machine")
     rows = pred.sample(n=min(12, len(pred)), random_state=0)
-    fn = lambda batch: np.asarray(model(batch, training=False))  # noqa: E731
-    probs, _ = predict_paths(fn, rows["path"].tolist(), run.image_size)
+    from dfd.evaluate import predictor
+
+    probs, _ = predict_paths(predictor(model, run.image_size, tta=run.tta), rows["path"].tolist(), run.image_size)
     np.testing.assert_allclose(probs, rows["p_fake"].to_numpy(), atol=2e-3)
 
 
@@ -115,6 +119,25 @@ def test_detector_and_cli_predict_agree(run):
     table = pd.read_csv(io.StringIO(out.stdout))
     cli = [float(table[table["file"] == p]["p_fake"].iloc[0]) for p in paths]  # face 1 of each file
     np.testing.assert_allclose(cli, app, atol=2e-4)  # the CLI rounds to 4 decimals
+
+
+def test_cross_dataset_table_covers_every_dataset(run):
+    """cross_dataset.csv: the default scored on all three test splits (in-domain where it was trained), and
+    every dataset also scored by a model that never saw it (trained on the other two)."""
+    import pandas as pd
+
+    table = pd.read_csv(RUN_DIR / "cross_dataset.csv")
+    mine = table[table["run"] == run.name].set_index("dataset")
+    assert set(mine.index) == set(FOLDERS)
+    trained = set(run.config["datasets"] or FOLDERS)
+    assert {d for d in mine.index if mine.loc[d, "domain"] == "in-domain"} == trained
+    for dataset in FOLDERS:
+        out = table[(table["dataset"] == dataset) & (table["domain"] == "out-of-domain")]
+        assert len(out), f"no model trained without {dataset} scored it"
+    # the default's own rows agree with its metrics.json (same images, same threshold)
+    by_dataset = json.loads((RUN_DIR / "metrics.json").read_text())["by_dataset"]["test"]
+    for dataset in trained:
+        assert mine.loc[dataset, "n"] == by_dataset[dataset]["n"]
 
 
 def test_model_card_reports_the_default(run):
