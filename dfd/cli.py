@@ -625,7 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("robustness", formatter_class=_Formatter, help="accuracy under JPEG, blur and noise",
                        description="Score a run on a split under JPEG re-compression, Gaussian blur and noise; "
-                                   "writes robustness.csv/json in the run folder.")
+                                   "writes robustness.csv/json in the run folder. When DATA holds several "
+                                   "datasets, only those the run was trained on are scored.")
     _scoring_options(p)
     p.set_defaults(func=cmd_robustness)
 
