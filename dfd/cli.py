@@ -538,14 +538,18 @@ def _runs_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=str(MODELS_DIR), metavar="DIR", help="folder holding the runs")
 
 
-def _scoring_options(p: argparse.ArgumentParser) -> None:
-    """The options of the commands that score a run on a dataset split (evaluate, robustness)."""
-    p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
-    p.add_argument("data", metavar="DATA", help="dataset folder (any supported layout) or CSV manifest")
+def _scoring_options(p: argparse.ArgumentParser, per: str = "") -> None:
+    """The options of the commands that score runs on a dataset split (evaluate, robustness, cross-dataset)."""
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
-    p.add_argument("--limit", type=int, help="at most this many images (stratified)")
+    p.add_argument("--limit", type=int, help=f"at most this many images{per} (stratified)")
     p.add_argument("--batch-size", type=int, default=64, help="images per model call")
     _runs_dir(p)
+
+
+def _run_and_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
+    p.add_argument("data", metavar="DATA", help="dataset folder (any supported layout) or CSV manifest")
+    _scoring_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -598,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", formatter_class=_Formatter, help="score a run on a dataset folder",
                        description="Predict a split of a dataset with a run's model and write "
                                    "<run>/evals/<tag>/{predictions.csv,metrics.json,errors.csv}.")
-    _scoring_options(p)
+    _run_and_data(p)
     p.add_argument("--tag", help="name of the evaluation folder (default: <data folder>-<split>)")
     p.add_argument("--dataset", help="only this dataset (the index's dataset column) when DATA holds several")
     p.set_defaults(func=cmd_evaluate)
@@ -627,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score a run on a split under JPEG re-compression, Gaussian blur and noise; "
                                    "writes robustness.csv/json in the run folder. When DATA holds several "
                                    "datasets, only those the run was trained on are scored.")
-    _scoring_options(p)
+    _run_and_data(p)
     p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("cross-dataset", formatter_class=_Formatter, help="score runs on every dataset, in and out of domain",
@@ -636,11 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the run --into (default: the first run), where the Evaluation page shows it.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run names (in --runs-dir) or run folder paths")
     p.add_argument("--data", required=True, metavar="DATA", help="folder holding the datasets (any supported layout)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
-    p.add_argument("--limit", type=int, help="at most this many images per dataset (stratified)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
     p.add_argument("--into", metavar="RUN", help="run whose folder gets cross_dataset.csv (default: the first)")
-    _runs_dir(p)
+    _scoring_options(p, per=" per dataset")
     p.set_defaults(func=cmd_cross_dataset)
 
     p = sub.add_parser("export", formatter_class=_Formatter, help="export a run to TensorFlow Lite (float, int8)",

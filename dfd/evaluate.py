@@ -259,20 +259,21 @@ def predictor(model: Any, image_size: int | None = None, tta: bool = False) -> C
     """A fast batch predictor (a compiled tf.function, not ``model.predict``): float32 batch -> P(fake).
 
     With ``image_size`` the input signature is fixed, so the function is traced once for every batch size.
-    With ``tta`` P(fake) is the mean of the model's outputs on each image and its left-right mirror (one
-    model call on both).
+    With ``tta`` P(fake) is the mean of the model's outputs on each image and its left-right mirror
+    (:func:`dfd.models.mirror_averaged`).
     """
     import tensorflow as tf
 
     signature = None if image_size is None else [tf.TensorSpec((None, image_size, image_size, 3), tf.float32)]
 
+    if tta:
+        from dfd.models import mirror_averaged
+
+        model = mirror_averaged(model)
+
     @tf.function(reduce_retracing=True, input_signature=signature)
     def call(x: tf.Tensor) -> tf.Tensor:
-        if not tta:
-            return model(x, training=False)
-        p = model(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False)
-        n = tf.shape(x)[0]
-        return (p[:n] + p[n:]) / 2
+        return model(x, training=False)
 
     def predict(batch: np.ndarray) -> np.ndarray:
         return call(tf.convert_to_tensor(batch, tf.float32)).numpy().reshape(-1)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dfd import imaging
+from dfd.models import mirror_averaged
 from dfd.runs import Run, get_run, load_model, write_json_atomic
 
 
@@ -66,17 +67,6 @@ def _converter(model: Any) -> Any:
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
-def with_mirror(model: Any) -> Any:
-    """The model with test-time averaging in its graph: mean P(fake) of the image and its mirror image
-    (what :func:`dfd.evaluate.predictor` serves for a run trained with ``tta``). For conversion only."""
-    import keras
-
-    inputs = keras.Input(shape=model.inputs[0].shape[1:], dtype="float32", name="image")
-    mirrored = keras.layers.Lambda(lambda x: keras.ops.flip(x, axis=2), name="mirror")(inputs)
-    out = keras.layers.Average(name="tta_mean")([model(inputs), model(mirrored)])
-    return keras.Model(inputs, out, name=f"{model.name}_tta")
-
-
 def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_root: str | Path | None = None,
            kinds: tuple[str, ...] = ("float", "int8"), n_representative: int = 200,
            seed: int = 0) -> dict[str, Path]:
@@ -96,7 +86,7 @@ def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_roo
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(run)
     if run.tta:
-        model = with_mirror(model)
+        model = mirror_averaged(model)
     size = int(model.inputs[0].shape[1])
     info: dict[str, Any] = {"run": run.name, "image_size": size, "keras_bytes": run.model_path.stat().st_size,
                             "tta": run.tta, "tensorflow": tf.__version__}

@@ -188,6 +188,17 @@ def _conv_bn(x: Any, filters: int, name: str, strides: int = 1) -> Any:
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
+def mirror_averaged(model: keras.Model) -> keras.Model:
+    """The model with test-time averaging in its graph: mean P(fake) of each image and its left-right mirror
+    image. What a run trained with ``tta`` serves (dfd.evaluate.predictor) and exports (dfd.export)."""
+    import keras
+
+    inputs = keras.Input(shape=model.inputs[0].shape[1:], dtype="float32", name="image")
+    mirrored = keras.layers.Lambda(lambda x: keras.ops.flip(x, axis=2), name="mirror")(inputs)
+    out = keras.layers.Average(name="tta_mean")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, out, name=f"{model.name}_tta")
+
+
 def feature_layer(model: keras.Model) -> str:
     """Name of the last layer with a spatial (4-D) output: the layer for Grad-CAM heatmaps."""
     last = None

@@ -299,8 +299,9 @@ class Run:
 
     @property
     def trained_on(self) -> list[str]:
-        """The datasets the run was trained on: config.json ``datasets``, else those in its own predictions."""
-        chosen = self.config.get("datasets")
+        """The datasets the run was trained on: as recorded in config.json (``datasets_in_data``, else the
+        ``datasets`` filter), else those in its own predictions."""
+        chosen = self.config.get("datasets_in_data") or self.config.get("datasets")
         if chosen:
             return sorted(chosen)
         pred = self.predictions()

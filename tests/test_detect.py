@@ -219,7 +219,7 @@ def test_detect_path_accuracy_matches_the_images_as_they_are(faces140k):
     run = _default_run()
     det = detect.Detector(run)
     shared = faces140k.parent
-    trained_on = set(run.config.get("datasets_in_data") or run.config.get("datasets") or [])
+    trained_on = set(run.trained_on)
     frames = []
     for name in ("faces-140k-mini", "lfw-faceswap", "real-and-fake-face"):
         if trained_on and name not in trained_on:
