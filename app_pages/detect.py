@@ -40,7 +40,7 @@ files = st.file_uploader("Drop one or more images (JPEG, PNG, WebP, BMP)", accep
                          help="Processed in memory and never written to disk. Other files are reported, "
                               "not judged.")
 trained_on = " + ".join(d for d in run.trained_on if d) or "?"
-st.caption(f"Run **{run.name}** · {run.architecture or '?'} · {run.config.get('image_size', '?')} px input"
+st.caption(f"Run **{run.name}** · {run.model_label} · {run.config.get('image_size', '?')} px input"
            f"{' · mirror-averaged' if run.tta else ''} · trained on {trained_on} · change the run in the sidebar. "
            "Uploads stay in memory and are never saved.")
 if files:

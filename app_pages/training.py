@@ -83,11 +83,16 @@ else:
     hist = run.history()
     st.caption(f"Run **{run.name}** · status {run.status} · {run.architecture or '?'} · "
                f"{run.config.get('image_size', '?')} px · {len(hist)} epochs recorded")
-    a, b = st.columns(2)
-    with a:
-        curves(hist, "loss", "Loss", "run_loss")
-    with b:
-        curves(hist, "accuracy", "Accuracy", "run_acc")
+    members = [m.get("name") for m in run.config.get("members", [])]
+    if members:
+        st.caption(f"An ensemble: P(fake) is the mean of {', '.join(map(str, members))}. It was not trained "
+                   "itself; pick a member in the sidebar to see its curves.")
+    else:
+        a, b = st.columns(2)
+        with a:
+            curves(hist, "loss", "Loss", "run_loss")
+        with b:
+            curves(hist, "accuracy", "Accuracy", "run_acc")
 
 if len(runs) > 1:
     st.subheader("Several runs overlaid")

@@ -335,6 +335,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if run.status == "complete" else EXIT_INTERRUPTED
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from dfd import runs, train
+
+    _import_tensorflow_quietly()
+    path = train.ensemble(args.members, name=args.name, runs_dir=args.runs_dir, batch_size=args.batch_size,
+                          notes=args.notes or "")
+    run = runs.get_run(path)
+    summary = run.summary()
+    print(f"run: {run.name}  status: {run.status}  members: {len(run.config.get('members', []))}  "
+          f"test accuracy: {_fmt(summary.get('accuracy'))}  test ROC AUC: {_fmt(summary.get('roc_auc'))}  "
+          f"threshold: {_fmt(run.threshold)}")
+    print(run.path)
+    return 0 if run.status == "complete" else EXIT_INTERRUPTED
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from dfd import evaluate
+
+    result = evaluate.calibrate(_run(args.run, args.runs_dir), split=args.split)
+    print(f"temperature {_fmt(result['temperature'])}  threshold {_fmt(result['threshold'])}  "
+          f"ECE on {args.split} {_fmt(result['ece_before'])} -> {_fmt(result['ece_after'])}"
+          + (f"  test ECE {_fmt(result['test_ece_before'])} -> {_fmt(result['test_ece_after'])}"
+             if "test_ece_before" in result else ""))
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------------------
 # runs, evaluate, robustness
 
@@ -598,6 +624,26 @@ def build_parser() -> argparse.ArgumentParser:
                                    + archs)
     _add_train_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("ensemble", formatter_class=_Formatter, help="average runs into one run (a deep ensemble)",
+                       description="Make a run whose P(fake) is the mean of the members' (e.g. the same recipe "
+                                   "trained with different --seed). The members must share image size, --tta and "
+                                   "their val/test images; the ensemble predicts them again, is calibrated on val "
+                                   "and can be used like any run (predict, evaluate, robustness, export, the app).")
+    p.add_argument("members", nargs="+", metavar="RUN", help="complete runs: names (in --runs-dir) or folder paths")
+    p.add_argument("--name", default="ensemble", help="name of the new run (never overwrites: name2, name3, ...)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
+    p.add_argument("--notes", help="free text kept in config.json")
+    _runs_dir(p)
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("calibrate", formatter_class=_Formatter, help="fit a run's temperature and threshold",
+                       description="Fit temperature scaling and the decision threshold on a run's val predictions "
+                                   "and write calibration.json (training does this itself when it ends).")
+    p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
+    p.add_argument("--split", default="val", help="the split of predictions.csv to fit on")
+    _runs_dir(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("evaluate", formatter_class=_Formatter, help="score a run on a dataset folder",
                        description="Predict a split of a dataset with a run's model and write "

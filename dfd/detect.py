@@ -338,48 +338,54 @@ class Detector:
 
     # -- explanation -----------------------------------------------------------------------------------
 
-    def _explainer(self) -> tuple[Any, Any]:
-        """(grad model: input -> [feature maps, pre-sigmoid input], head) built once."""
+    def _explainers(self) -> list[tuple[Any, Any]]:
+        """(grad model: input -> [feature maps, pre-sigmoid input], head) built once: one for a single model,
+        one per member for an ensemble (:func:`dfd.models.ensemble`)."""
         with self._lock:
             if self._grad_model is None:
                 import keras
 
                 from dfd import models
 
-                layer = self.model.get_layer(models.feature_layer(self.model))
-                head = self.model.layers[-1]
-                head_in = head.input if isinstance(head, keras.layers.Dense) else self.model.output
-                self._grad_model = keras.Model(self.model.inputs, [layer.output, head_in])
-                self._head = head if isinstance(head, keras.layers.Dense) else None
-            return self._grad_model, self._head
+                self._grad_model = []
+                for model in models.ensemble_members(self.model) or [self.model]:
+                    layer = model.get_layer(models.feature_layer(model))
+                    head = model.layers[-1]
+                    head_in = head.input if isinstance(head, keras.layers.Dense) else model.output
+                    self._grad_model.append((keras.Model(model.inputs, [layer.output, head_in]),
+                                             head if isinstance(head, keras.layers.Dense) else None))
+            return self._grad_model
 
     def heatmap(self, img: np.ndarray, *, toward: str | None = None) -> np.ndarray:
         """Grad-CAM map (size x size, 0..1) for one RGB crop: where the evidence for ``toward`` lies.
 
         ``toward`` is "fake" or "real"; None explains the model's own verdict. The gradient is taken of the
-        pre-sigmoid logit (the sigmoid saturates), at the last layer with a spatial output.
+        pre-sigmoid logit (the sigmoid saturates), at the last layer with a spatial output. An ensemble's
+        map is the mean of its members' maps, each toward the same class.
         """
         import tensorflow as tf
 
-        grad_model, head = self._explainer()
         x = tf.convert_to_tensor(imaging.prepare(img, self.image_size)[None])
-        with tf.GradientTape() as tape:
-            feats, pre = grad_model(x, training=False)
-            if head is not None:
-                logit = tf.matmul(pre, tf.cast(head.kernel, pre.dtype)) + tf.cast(head.bias, pre.dtype)
-            else:
-                p = tf.clip_by_value(tf.cast(pre, tf.float32), 1e-6, 1 - 1e-6)
-                logit = tf.math.log(p / (1 - p))
-            logit = tf.reshape(tf.cast(logit, tf.float32), [])
-            if toward is None:
-                toward = "fake" if float(logit) >= 0 else "real"
-            score = logit if toward == "fake" else -logit
-        grads = tape.gradient(score, feats)
-        weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feats, tf.float32), axis=-1))[0].numpy()
-        if cam.max() > 0:
-            cam = cam / cam.max()
-        return cv2.resize(cam.astype(np.float32), (self.image_size, self.image_size), interpolation=cv2.INTER_LINEAR)
+        if toward is None:
+            toward = "fake" if float(np.ravel(self.model(x, training=False))[0]) >= 0.5 else "real"
+        cams = []
+        for grad_model, head in self._explainers():
+            with tf.GradientTape() as tape:
+                feats, pre = grad_model(x, training=False)
+                if head is not None:
+                    logit = tf.matmul(pre, tf.cast(head.kernel, pre.dtype)) + tf.cast(head.bias, pre.dtype)
+                else:
+                    p = tf.clip_by_value(tf.cast(pre, tf.float32), 1e-6, 1 - 1e-6)
+                    logit = tf.math.log(p / (1 - p))
+                logit = tf.reshape(tf.cast(logit, tf.float32), [])
+                score = logit if toward == "fake" else -logit
+            grads = tape.gradient(score, feats)
+            weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
+            cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feats, tf.float32), axis=-1))[0].numpy()
+            cams.append(cv2.resize(cam.astype(np.float32), (self.image_size, self.image_size),
+                                   interpolation=cv2.INTER_LINEAR))
+        cam = np.mean(cams, axis=0)
+        return cam / cam.max() if cam.max() > 0 else cam
 
     def heatmap_overlay(self, img: np.ndarray, alpha: float = 0.45, toward: str | None = None) -> np.ndarray:
         """The crop resized to the model's input with its Grad-CAM map laid over it (uint8 RGB)."""

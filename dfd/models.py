@@ -199,6 +199,30 @@ def mirror_averaged(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, out, name=f"{model.name}_tta")
 
 
+def ensemble(members: list[keras.Model]) -> keras.Model:
+    """One model whose P(fake) is the mean of its members' (a deep ensemble): each member is kept whole as
+    a nested model named ``member<i>``, so the ensemble saves, loads and exports as one ``.keras`` file."""
+    import keras
+
+    if len(members) < 2:
+        raise ArchitectureError("an ensemble needs at least two models")
+    shapes = {tuple(m.inputs[0].shape[1:]) for m in members}
+    if len(shapes) != 1:
+        raise ArchitectureError(f"ensemble members must share one input shape, got {sorted(shapes)}")
+    for i, member in enumerate(members):
+        member.name = f"member{i}"
+    inputs = keras.Input(shape=members[0].inputs[0].shape[1:], dtype="float32", name="image")
+    out = keras.layers.Average(name="ensemble_mean")([m(inputs) for m in members])
+    return keras.Model(inputs, out, name="ensemble")
+
+
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """The member models of an :func:`ensemble` (empty for a single model)."""
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
 def feature_layer(model: keras.Model) -> str:
     """Name of the last layer with a spatial (4-D) output: the layer for Grad-CAM heatmaps."""
     last = None

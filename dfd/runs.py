@@ -238,6 +238,15 @@ class Run:
         return self.config.get("architecture")
 
     @property
+    def model_label(self) -> str:
+        """The architecture as shown to users: "lowres_cnn", or "ensemble of 2 lowres_cnn" for an ensemble."""
+        members = self.config.get("members") or []
+        if not members:
+            return self.architecture or "?"
+        archs = sorted({str(m.get("architecture") or "?") for m in members})
+        return f"ensemble of {len(members)} {' + '.join(archs)}"
+
+    @property
     def image_size(self) -> int:
         size = self.config.get("image_size")
         if not size:

@@ -15,6 +15,7 @@ too, with ``status.json`` saying "interrupted" or "failed" and whatever history 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -309,7 +310,18 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
         final = _close_run(run_dir, root, name, record, status, error, bad_files, started, t0)
     if status == runs.FAILED:
         raise TrainError(f"training failed: {error} (run kept at {final})", final)
+    if status == runs.COMPLETE:
+        _calibrate(final)
     return final
+
+
+def _calibrate(run_dir: Path) -> None:
+    """Fit the new run's temperature and threshold on its val predictions (calibration.json), when it has
+    val predictions of both classes; a run without them keeps threshold 0.5."""
+    from dfd import evaluate
+
+    with contextlib.suppress(evaluate.EvaluationError):
+        evaluate.calibrate(runs.Run(run_dir))
 
 
 def _close_run(run_dir: Path, root: Path, name: str, record: dict[str, Any], status: str, error: str | None,
@@ -424,3 +436,85 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         runs.write_csv_atomic(run_dir / "predictions.csv", pred_df)
         runs.write_json_atomic(run_dir / "metrics.json", evaluate.metrics_report(pred_df))
     return runs.COMPLETE, summary
+
+
+def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path = MODELS_DIR,
+             batch_size: int = 64, notes: str = "") -> Path:
+    """Average complete runs into one run (a deep ensemble: P(fake) is the mean of the members').
+
+    The members must share their input size, test-time averaging and their val/test images (the same data
+    and split: otherwise an image one member was evaluated on could be one another member trained on).
+    The new run's ``model.keras`` holds every member (:func:`dfd.models.ensemble`); it predicts the members'
+    val and test images again and is calibrated on val, like a trained run. No history: nothing is trained.
+    """
+    from dfd import evaluate, models
+
+    chosen = [runs.get_run(m, runs_dir) for m in members]
+    if len({r.path.resolve() for r in chosen}) < max(2, len(chosen)):
+        raise TrainError("an ensemble needs at least two different runs (each given once)")
+    for run in chosen:
+        if run.status != runs.COMPLETE or not run.has_model:
+            raise TrainError(f"run {run.name!r} is {run.status}{'' if run.has_model else ' with no model'}: "
+                             "only complete runs can be ensembled")
+    first = chosen[0]
+    for key, value in (("image_size", lambda r: r.image_size), ("tta", lambda r: r.tta)):
+        seen = {r.name: value(r) for r in chosen}
+        if len(set(seen.values())) > 1:
+            raise TrainError(f"ensemble members differ in {key}: {seen}")
+
+    def held_out(run: runs.Run) -> pd.DataFrame:
+        pred = run.predictions()
+        return pred[pred["split"].isin(["val", "test"])].sort_values(["split", "path"]).reset_index(drop=True)
+
+    frame = held_out(first)
+    if frame.empty:
+        raise TrainError(f"run {first.name!r} has no val/test predictions to evaluate the ensemble on")
+    for run in chosen[1:]:
+        other = held_out(run)
+        if not frame[["path", "split"]].equals(other[["path", "split"]]):
+            raise TrainError(f"runs {first.name!r} and {run.name!r} were evaluated on different val/test "
+                             "images (different data or split): their ensemble could be scored on images a "
+                             "member trained on")
+
+    root = Path(runs_dir)
+    run_name = runs.safe_name(name)
+    run_dir = runs.new_run_dir(root, run_name)
+    started, t0 = _now(), time.perf_counter()
+    cfg = first.config
+    model = models.ensemble([runs.load_model(r) for r in chosen])
+    record: dict[str, Any] = {
+        "architecture": "ensemble",
+        "members": [{"name": r.name, "architecture": r.architecture, "seed": r.config.get("seed"),
+                     "params": r.config.get("params"), "train_seconds": r.config.get("train_seconds"),
+                     "best_epoch": r.config.get("best_epoch"), "arch_kwargs": r.config.get("arch_kwargs"),
+                     "notes": r.config.get("notes")} for r in chosen],
+        **{k: cfg.get(k) for k in ("data", "image_size", "datasets", "datasets_in_data", "layout",
+                                   "data_fingerprint", "split_counts", "val_frac", "test_frac", "tta")},
+        "params": int(model.count_params()),
+        "train_seconds_members": round(sum(float(r.config.get("train_seconds") or 0) for r in chosen), 2),
+        "notes": notes or f"mean P(fake) of {', '.join(r.name for r in chosen)}",
+        "started": started, "pid": os.getpid(), "host": platform.node(), "versions": library_versions(),
+    }
+    status, error, bad = runs.FAILED, None, []
+    try:
+        runs.write_json_atomic(run_dir / "config.json", record)
+        runs.write_status(run_dir, runs.RUNNING, started=started)
+        model.save(run_dir / "model.keras")
+        pred, errors = evaluate.predict_frame(evaluate.predictor(model, tta=first.tta), frame, first.image_size,
+                                              batch_size)
+        bad = list(errors.items())
+        runs.write_csv_atomic(run_dir / "predictions.csv", pred)
+        runs.write_json_atomic(run_dir / "metrics.json", evaluate.metrics_report(pred))
+        status = runs.COMPLETE
+    except KeyboardInterrupt:
+        status, error = runs.INTERRUPTED, "interrupted (KeyboardInterrupt)"
+    except Exception as exc:  # noqa: BLE001 - the run is kept and the error re-raised as TrainError
+        error = f"{type(exc).__name__}: {exc}"
+        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+    finally:
+        final = _close_run(run_dir, root, run_name, record, status, error, bad, started, t0)
+    if status == runs.FAILED:
+        raise TrainError(f"ensemble failed: {error} (run kept at {final})", final)
+    if status == runs.COMPLETE:
+        _calibrate(final)
+    return final

@@ -41,7 +41,8 @@ def one_line_error(proc: subprocess.CompletedProcess, command: str, *fragments: 
 def test_help_explains_every_command_and_option() -> None:
     proc = dfd("--help")
     assert proc.returncode == 0
-    for command in ("demo", "index", "train", "evaluate", "predict", "runs", "robustness", "export"):
+    for command in ("demo", "index", "train", "evaluate", "predict", "runs", "robustness", "export", "ensemble",
+                    "calibrate"):
         assert command in proc.stdout
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -248,6 +249,32 @@ def test_robustness(trained: tuple[Path, Path, str], demo_data: Path) -> None:
     assert set(table["perturbation"]) == {"none", "jpeg", "blur", "noise"}
     assert (table["n"] == 8).all()
     assert "jpeg" in proc.stdout and str(run_path / "robustness.csv") in proc.stdout
+
+
+@pytest.mark.slow
+def test_ensemble_and_calibrate(trained: tuple[Path, Path, str], demo_data: Path, faces140k: Path) -> None:
+    runs_dir, run_path, _ = trained
+    proc = dfd("train", "--data", demo_data, "--architecture", "tiny", "--image-size", 64, "--epochs", 2,
+               "--batch-size", 16, "--limit", 40, "--seed", 1, "--runs-dir", runs_dir, "--name", "cli-tiny-s1")
+    assert proc.returncode == 0, proc.stderr
+    proc = dfd("ensemble", "cli-tiny", "cli-tiny-s1", "--name", "cli-ens", "--runs-dir", runs_dir)
+    assert proc.returncode == 0, proc.stderr
+    ens = Path(proc.stdout.strip().splitlines()[-1])
+    assert ens == runs_dir / "cli-ens" and "members: 2" in proc.stdout
+    from dfd import runs
+
+    run = runs.get_run(ens)
+    assert run.status == "complete" and (ens / "calibration.json").is_file()
+    assert len(run.predictions()) == len(runs.get_run(run_path).predictions())
+    face = sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[0]
+    proc = dfd("predict", face, "--run", "cli-ens", "--runs-dir", runs_dir, "--csv", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert pd.read_csv(io.StringIO(proc.stdout))["p_fake"].between(0, 1).all()
+    (ens / "calibration.json").unlink()
+    proc = dfd("calibrate", "cli-ens", "--runs-dir", runs_dir)
+    assert proc.returncode == 0 and "temperature" in proc.stdout and (ens / "calibration.json").is_file()
+    one_line_error(dfd("ensemble", "cli-tiny", "--runs-dir", runs_dir), "ensemble", "two different runs")
+    one_line_error(dfd("ensemble", "cli-tiny", "nope", "--runs-dir", runs_dir), "ensemble", "no run 'nope'")
 
 
 @pytest.mark.slow

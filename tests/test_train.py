@@ -15,7 +15,7 @@ import pytest
 from synthetic_faces import make_faces
 
 from dfd import runs
-from dfd.train import TrainConfig, TrainError, train
+from dfd.train import TrainConfig, TrainError, ensemble, train
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -172,3 +172,50 @@ def test_recompute_batchnorm_sets_exact_average():
     bn = model.get_layer("b1_bn")
     np.testing.assert_allclose(np.asarray(bn.moving_mean), np.mean(per_batch, axis=0), rtol=1e-4, atol=1e-5)
     assert bn.momentum == 0.9  # restored
+
+
+def test_ensemble_of_two_seeds_averages_learns_and_explains(faces, tmp_path):
+    import numpy as np
+
+    from dfd import imaging
+    from dfd.detect import Detector
+
+    a = train(_cfg(faces, tmp_path, name="seed0", seed=0))
+    b = train(_cfg(faces, tmp_path, name="seed1", seed=1))
+    assert (a / "calibration.json").is_file(), "training calibrates on val when it ends"
+    path = ensemble([a, b], name="ens", runs_dir=tmp_path)
+    run = runs.get_run(path)
+    assert run.status == "complete" and run.architecture == "ensemble"
+    assert run.model_label == "ensemble of 2 tiny" and runs.get_run(a).model_label == "tiny"
+    assert [m["name"] for m in run.config["members"]] == ["seed0", "seed1"]
+    assert [m["seed"] for m in run.config["members"]] == [0, 1]
+    assert run.config["split_counts"] == runs.get_run(a).config["split_counts"]
+    # Its P(fake) is the mean of the members', on exactly their val and test images.
+    merged = run.predictions().merge(runs.get_run(a).predictions(), on=["path", "split"]).merge(
+        runs.get_run(b).predictions(), on=["path", "split"])
+    assert len(merged) == len(run.predictions()) == 80
+    np.testing.assert_allclose(merged["p_fake_x"], (merged["p_fake_y"] + merged["p_fake"]) / 2, atol=1e-5)
+    metrics = run.metrics()
+    assert metrics["test"]["accuracy"] >= 0.75 and metrics["test"]["roc_auc"] >= 0.8, metrics["test"]
+    assert run.temperature > 0 and (path / "calibration.json").is_file()
+    # The saved ensemble serves and explains like any run: one model file, a Grad-CAM map from its members.
+    detector = Detector(path, find_faces=False)
+    img = imaging.decode(merged["path"].iloc[0], 48)
+    p_members = [float(np.ravel(runs.load_model(r)(img[None], training=False))[0]) for r in (a, b)]
+    assert detector.calibrate(np.array([np.mean(p_members)]))[0] == pytest.approx(
+        float(detector.predict_arrays(img)[0]), abs=1e-5)
+    cam = detector.heatmap(img)
+    assert cam.shape == (48, 48) and cam.max() == pytest.approx(1.0) and cam.min() >= 0
+
+
+def test_ensemble_refuses_members_that_do_not_match(faces, tmp_path):
+    a = train(_cfg(faces, tmp_path, name="small", epochs=1))
+    other_size = train(_cfg(faces, tmp_path, name="big", epochs=1, image_size=64))
+    other_split = train(_cfg(faces, tmp_path, name="fewer", epochs=1, limit=20))
+    with pytest.raises(TrainError, match="differ in image_size"):
+        ensemble([a, other_size], runs_dir=tmp_path)
+    with pytest.raises(TrainError, match="different val/test images"):
+        ensemble([a, other_split], runs_dir=tmp_path)
+    with pytest.raises(TrainError, match="two different runs"):
+        ensemble([a, a], runs_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "fewer", "small"], "no folder made"
