@@ -213,7 +213,8 @@ TRAIN_HELP: dict[str, str] = {
     "weight_decay": "weight decay; > 0 switches to AdamW",
     "seed": "random seed (weights, shuffling, augmentation, the split of unsplit data)",
     "augment": "training augmentations as JSON, e.g. '{\"flip\": true, \"jpeg_p\": 0.5, \"blur_p\": 0.2}' "
-               "(keys: flip, rotate_deg, zoom, blur_p, blur_sigma, noise_p, noise_sigma, jpeg_p, jpeg_quality); "
+               "(keys: flip, rotate_deg, zoom, blur_p, blur_sigma, noise_p, noise_sigma, jpeg_p, jpeg_quality, "
+               "mixup); "
                "'null' for none",
     "class_weight": "weight classes inversely to their frequency",
     "patience": "epochs without improvement before early stopping (0: never stop early)",

@@ -412,7 +412,8 @@ def load_model(run: Run | str | Path, root: str | Path = MODELS_DIR) -> keras.Mo
     from dfd import models
 
     try:
-        return keras.saving.load_model(run.model_path, custom_objects=models.custom_objects(), safe_mode=True)
+        return keras.saving.load_model(run.model_path, custom_objects=models.custom_objects(), compile=False,
+                                       safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
         raise RunError(f"cannot load the model of run {run.name!r}: {type(exc).__name__}: {exc}") from exc
 

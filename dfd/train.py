@@ -228,6 +228,23 @@ def recompute_batchnorm(model: Any, dataset: Any, batches: int) -> int:
     return used
 
 
+def _hard_label_accuracy(y_true: Any, y_pred: Any) -> Any:
+    import keras
+
+    hard = keras.ops.reshape(keras.ops.cast(keras.ops.round(y_true), "float32"), (-1,))
+    guess = keras.ops.reshape(keras.ops.cast(y_pred > 0.5, "float32"), (-1,))
+    return keras.ops.cast(keras.ops.equal(hard, guess), "float32")
+
+
+def _accuracy_metric(soft_labels: bool) -> Any:
+    """Training accuracy; with mixup's soft labels, against each mixed image's majority label."""
+    import keras
+
+    if soft_labels:
+        return keras.metrics.MeanMetricWrapper(_hard_label_accuracy, name="accuracy")
+    return keras.metrics.BinaryAccuracy(name="accuracy")
+
+
 def _class_weights(labels: np.ndarray) -> dict[int, float]:
     n, n_fake = len(labels), int(labels.sum())
     n_real = n - n_fake
@@ -370,7 +387,7 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         opt = (keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay) if cfg.weight_decay
                else keras.optimizers.Adam(learning_rate=lr))
         model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(),
-                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+                      metrics=[_accuracy_metric(bool(augment and augment.mixup)), keras.metrics.AUC(name="auc")])
     record.update(params=int(model.count_params()), replicas=replicas, strategy_class=type(strat).__name__,
                   steps_per_epoch=steps, monitor=cfg.monitor)
     runs.write_json_atomic(run_dir / "config.json", record)

@@ -375,3 +375,25 @@ def test_fast_listing_agrees_with_plain_listing(faces140k: Path, rff: Path, tmp_
     for a, b in zip(fast, plain, strict=True):
         pd.testing.assert_frame_equal(a.frame, b.frame)
         assert a.skipped == b.skipped
+
+
+def test_mixup_mixes_images_and_labels_alike(tmp_path: Path) -> None:
+    """Black reals and white fakes: after mixup every image's brightness must equal its (soft) label."""
+    from PIL import Image
+
+    rows = []
+    for i in range(32):
+        label = i % 2
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (16, 16), (255 * label,) * 3).save(path)
+        rows.append({"path": str(path), "label": label})
+    frame = pd.DataFrame(rows)
+    plain = data.make_dataset(frame, 16, 32, augment=data.Augment(flip=False))
+    mixed = data.make_dataset(frame, 16, 32, augment=data.Augment.from_dict({"flip": False, "mixup": 0.4}), seed=3)
+    _, y0 = next(iter(plain))
+    x, y = next(iter(mixed))
+    x, y = np.asarray(x), np.asarray(y)
+    assert sorted(np.asarray(y0).tolist()) == [0.0] * 16 + [1.0] * 16
+    np.testing.assert_allclose(x.mean(axis=(1, 2, 3)) / 255, y, atol=1e-4)
+    assert ((y > 0.05) & (y < 0.95)).sum() >= 4, y
+    assert abs(y.mean() - 0.5) < 0.25

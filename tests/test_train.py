@@ -219,3 +219,12 @@ def test_ensemble_refuses_members_that_do_not_match(faces, tmp_path):
     with pytest.raises(TrainError, match="two different runs"):
         ensemble([a, a], runs_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "fewer", "small"], "no folder made"
+
+
+def test_mixup_training_learns_and_reports_hard_label_accuracy(faces, tmp_path):
+    path = train(_cfg(faces, tmp_path, name="mix", epochs=8, augment={"flip": True, "mixup": 0.2}))
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.75 and metrics["test"]["roc_auc"] >= 0.8, metrics["test"]
+    hist = pd.read_csv(path / "history.csv")
+    # accuracy on soft labels would be ~0 (no mixed label equals 0 or 1); against majority labels it learns
+    assert hist["accuracy"].between(0, 1).all() and hist["accuracy"].iloc[-1] >= 0.7, hist["accuracy"].tolist()
