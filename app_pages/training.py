@@ -83,16 +83,18 @@ else:
     hist = run.history()
     st.caption(f"Run **{run.name}** · status {run.status} · {run.architecture or '?'} · "
                f"{run.config.get('image_size', '?')} px · {len(hist)} epochs recorded")
-    members = [m.get("name") for m in run.config.get("members", [])]
+    members = run.member_histories()
     if members:
-        st.caption(f"An ensemble: P(fake) is the mean of {', '.join(map(str, members))}. It was not trained "
-                   "itself; pick a member in the sidebar to see its curves.")
-    else:
+        st.caption(f"An ensemble: P(fake) is the mean of {', '.join(members)}, each trained on its own; "
+                   "their curves:")
+    for i, (label, h) in enumerate(members.items() if members else [("", hist)]):
+        if label:
+            st.markdown(f"**{label}**")
         a, b = st.columns(2)
         with a:
-            curves(hist, "loss", "Loss", "run_loss")
+            curves(h, "loss", "Loss", f"run_loss{i}")
         with b:
-            curves(hist, "accuracy", "Accuracy", "run_acc")
+            curves(h, "accuracy", "Accuracy", f"run_acc{i}")
 
 if len(runs) > 1:
     st.subheader("Several runs overlaid")

@@ -256,6 +256,11 @@ class Run:
     def history(self) -> pd.DataFrame:
         return _read_csv(self.path / "history.csv")
 
+    def member_histories(self) -> dict[str, pd.DataFrame]:
+        """An ensemble's members' history.csv (kept in ``members/<name>/``), by member name; {} otherwise."""
+        names = [str(m.get("name")) for m in self.config.get("members") or []]
+        return {n: _read_csv(self.path / "members" / n / "history.csv") for n in names}
+
     def predictions(self) -> pd.DataFrame:
         """predictions.csv; image paths re-rooted if the data folder has moved (see :meth:`relocate`)."""
         pred = _read_csv(self.path / "predictions.csv", PREDICTION_COLUMNS)

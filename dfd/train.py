@@ -19,6 +19,7 @@ import contextlib
 import math
 import os
 import platform
+import shutil
 import threading
 import time
 import traceback
@@ -462,7 +463,8 @@ def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path
     The members must share their input size, test-time averaging and their val/test images (the same data
     and split: otherwise an image one member was evaluated on could be one another member trained on).
     The new run's ``model.keras`` holds every member (:func:`dfd.models.ensemble`); it predicts the members'
-    val and test images again and is calibrated on val, like a trained run. No history: nothing is trained.
+    val and test images again and is calibrated on val, like a trained run. No history of its own (nothing
+    is trained): each member's config, history and metrics are kept in ``members/<name>/``.
     """
     from dfd import evaluate, models
 
@@ -517,6 +519,11 @@ def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path
         runs.write_json_atomic(run_dir / "config.json", record)
         runs.write_status(run_dir, runs.RUNNING, started=started)
         model.save(run_dir / "model.keras")
+        for run in chosen:  # the members' records (not their weights, which model.keras holds)
+            for file in ("config.json", "history.csv", "metrics.json", "calibration.json"):
+                if (run.path / file).is_file():
+                    (run_dir / "members" / run.name).mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(run.path / file, run_dir / "members" / run.name / file)
         pred, errors = evaluate.predict_frame(evaluate.predictor(model, tta=first.tta), frame, first.image_size,
                                               batch_size)
         bad = list(errors.items())

@@ -190,6 +190,10 @@ def test_ensemble_of_two_seeds_averages_learns_and_explains(faces, tmp_path):
     assert [m["name"] for m in run.config["members"]] == ["seed0", "seed1"]
     assert [m["seed"] for m in run.config["members"]] == [0, 1]
     assert run.config["split_counts"] == runs.get_run(a).config["split_counts"]
+    for member in (a, b):  # the members' records travel with the ensemble
+        kept = path / "members" / member.name
+        assert (kept / "history.csv").read_text() == (member / "history.csv").read_text()
+        assert json.loads((kept / "config.json").read_text())["seed"] == runs.get_run(member).config["seed"]
     # Its P(fake) is the mean of the members', on exactly their val and test images.
     merged = run.predictions().merge(runs.get_run(a).predictions(), on=["path", "split"]).merge(
         runs.get_run(b).predictions(), on=["path", "split"])
