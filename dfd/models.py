@@ -227,7 +227,7 @@ def feature_layer(model: keras.Model) -> str:
     """Name of the last layer with a spatial (4-D) output: the layer for Grad-CAM heatmaps."""
     last = None
     for layer in model.layers:
-        if layer.name.startswith(("thumb", "squeeze")):  # lowres_cnn's heads: its last stage feeds them all
+        if layer.name.startswith(("thumb", "squeeze", "zoom")):  # lowres_cnn's heads and inner-face tower
             continue
         shape = getattr(layer, "output", None)
         shape = getattr(shape, "shape", None)
@@ -345,10 +345,12 @@ def _small_cnn(image_size: int, widths: tuple[int, ...] = (32, 64, 128, 256), dr
 @register("lowres_cnn", "Ours (the default detector): two 64-px views of a 256-px image made inside the model "
           "(area-downsampled RGB + log local high-frequency energy), 4 Conv-BN-ReLU stages (32-64-128-256, "
           "stride-2 convs); head: global average pool (+ with head='flat' a 1x1-squeezed 8x8 map kept in place, "
-          "+ with thumb=16 a 16x16 thumbnail MLP), dropout 0.5, sigmoid; 256 px", default_size=256)
+          "+ with thumb=16 a 16x16 thumbnail MLP; + with zoom=128 a narrower tower on the central 128 px at 64 px), "
+          "dropout 0.5, sigmoid; 256 px", default_size=256)
 def _lowres_cnn(image_size: int, work_size: int = 64, widths: tuple[int, ...] = (32, 64, 128, 256),
                 dropout: float = 0.5, energy: bool = True, head: str = "gap", squeeze: int = 16,
-                thumb: int = 0, thumb_units: int = 128) -> keras.Model:
+                thumb: int = 0, thumb_units: int = 128, zoom: int = 0,
+                zoom_widths: tuple[int, ...] = (16, 32, 64, 128)) -> keras.Model:
     """Research (models/README.md): trained from scratch on 1-6k images, a small CNN learns these fakes at
     64 px (StyleGAN faces: layout and colour; face swaps: a face sharper or softer than its surroundings),
     where at 128-256 px it stays at chance. The input stays full size, so JPEG, blur and noise act on the
@@ -357,28 +359,41 @@ def _lowres_cnn(image_size: int, work_size: int = 64, widths: tuple[int, ...] = 
     ``head="flat"`` keeps *where* features are (faces in these sets are aligned: shifting the training
     images by a few pixels costs faces-140k 10 points); ``thumb`` adds a small MLP over a ``thumb`` x
     ``thumb`` thumbnail, which sees how typical a whole face is (StyleGAN's truncation makes fakes more
-    average than real photos)."""
+    average than real photos). ``zoom`` adds a second, narrower tower (``zoom_widths``) on the central
+    ``zoom`` x ``zoom`` pixels seen at ``work_size``: the inner face at a higher resolution (where a face swap
+    is blended in, and where StyleGAN's eyes and teeth go wrong) for little extra work."""
     import keras
 
     if head not in ("gap", "flat"):
         raise ArchitectureError(f"lowres_cnn head must be 'gap' or 'flat', not {head!r}")
     inputs, x = rescaled_input(image_size)
-    factor = max(1, image_size // max(8, int(work_size)))
-    views = [keras.layers.AveragePooling2D(factor, name="area_down")(x) if factor > 1 else x]
-    if energy:
-        views.append(custom_objects()["HighFreqEnergy"](pool=factor, name="hf_energy")(inputs))
-    y = keras.layers.Concatenate(name="views")(views) if len(views) > 1 else views[0]
-    y = keras.layers.BatchNormalization(momentum=0.9, name="views_bn")(y)
-    y = _conv_bn(y, widths[0], "l1")
-    for i, w in enumerate(widths[1:], start=2):
-        y = _conv_bn(y, w, f"l{i}a", strides=2)
-        y = _conv_bn(y, w, f"l{i}b")
-    feats = [keras.layers.GlobalAveragePooling2D(name="gap")(y)]
-    if head == "flat":
-        z = keras.layers.Conv2D(squeeze, 1, use_bias=False, name="squeeze_conv")(y)
-        z = keras.layers.BatchNormalization(momentum=0.9, name="squeeze_bn")(z)
-        z = keras.layers.Activation("relu", name="squeeze_relu")(z)
-        feats.append(keras.layers.Flatten(name="in_place")(z))
+
+    def tower(raw: Any, scaled: Any, size: int, widths: tuple[int, ...], prefix: str) -> list[Any]:
+        """Views at ``work_size`` (area-downsampled RGB + high-frequency energy), conv stages, head features."""
+        factor = max(1, size // max(8, int(work_size)))
+        views = [keras.layers.AveragePooling2D(factor, name=f"{prefix}area_down")(scaled) if factor > 1 else scaled]
+        if energy:
+            views.append(custom_objects()["HighFreqEnergy"](pool=factor, name=f"{prefix}hf_energy")(raw))
+        y = keras.layers.Concatenate(name=f"{prefix}views")(views) if len(views) > 1 else views[0]
+        y = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}views_bn")(y)
+        y = _conv_bn(y, widths[0], f"{prefix}l1")
+        for i, w in enumerate(widths[1:], start=2):
+            y = _conv_bn(y, w, f"{prefix}l{i}a", strides=2)
+            y = _conv_bn(y, w, f"{prefix}l{i}b")
+        out = [keras.layers.GlobalAveragePooling2D(name=f"{prefix}gap")(y)]
+        if head == "flat":
+            z = keras.layers.Conv2D(squeeze, 1, use_bias=False, name=f"squeeze_{prefix}conv")(y)
+            z = keras.layers.BatchNormalization(momentum=0.9, name=f"squeeze_{prefix}bn")(z)
+            z = keras.layers.Activation("relu", name=f"squeeze_{prefix}relu")(z)
+            out.append(keras.layers.Flatten(name=f"{prefix}in_place")(z))
+        return out
+
+    feats = tower(inputs, x, image_size, tuple(widths), "")
+    if zoom:
+        zoom = min(int(zoom), image_size)
+        cut = ((image_size - zoom) // 2, (image_size - zoom + 1) // 2)
+        feats += tower(keras.layers.Cropping2D((cut, cut), name="zoom_raw_crop")(inputs),
+                       keras.layers.Cropping2D((cut, cut), name="zoom_crop")(x), zoom, tuple(zoom_widths), "zoom_")
     if thumb:
         t = keras.layers.AveragePooling2D(max(1, image_size // int(thumb)), name="thumbnail")(x)
         t = keras.layers.BatchNormalization(momentum=0.9, name="thumb_bn")(keras.layers.Flatten(name="thumb_flat")(t))

@@ -86,7 +86,8 @@ def test_register_decorator_adds_an_architecture():
 
 
 @pytest.mark.parametrize("name, kw", [("srm_cnn", {}), ("seed_2conv", {}),
-                                      ("lowres_cnn", {"head": "flat", "thumb": 8, "work_size": 16})])
+                                      ("lowres_cnn", {"head": "flat", "thumb": 8, "work_size": 16}),
+                                      ("lowres_cnn", {"head": "flat", "zoom": 20, "work_size": 10})])
 def test_save_load_safe_mode_same_predictions(tmp_path, name, kw):
     from dfd import runs
 
@@ -128,3 +129,24 @@ def test_high_pass_removes_flat_regions_keeps_edges():
     assert out_flat.shape == (1, 16, 16, 9)
     assert np.abs(out_flat[:, 3:-3, 3:-3]).max() < 1e-5
     assert np.abs(out_edge[:, 3:-3, 6:10]).max() > 0.5
+
+
+def test_lowres_cnn_zoom_tower_sees_only_the_centre():
+    import keras
+
+    model = models.build_model("lowres_cnn", 64, work_size=16, head="flat", zoom=32)
+    plain = models.build_model("lowres_cnn", 64, work_size=16, head="flat")
+    assert model.count_params() > plain.count_params()
+    assert models.feature_layer(model) == "l4b_relu", "Grad-CAM stays on the whole-image tower"
+    zoom_feats = keras.Model(model.inputs, model.get_layer("zoom_gap").output)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    border = x.copy()
+    border[:, :16] = rng.uniform(0, 255, border[:, :16].shape)  # rows outside the central 32 x 32
+    border[:, :, 48:] = 0
+    inner = x.copy()
+    inner[:, 30:34, 30:34] = 255 - inner[:, 30:34, 30:34]
+    base = np.asarray(zoom_feats(x, training=False))
+    np.testing.assert_allclose(np.asarray(zoom_feats(border, training=False)), base, atol=1e-5)
+    assert not np.allclose(np.asarray(zoom_feats(inner, training=False)), base, atol=1e-5)
+    assert not np.allclose(np.asarray(model(border, training=False)), np.asarray(model(x, training=False)))
