@@ -212,8 +212,12 @@ def test_predict_real_face_and_broken_file(trained: tuple[Path, Path, str], face
     proc = dfd("predict", face, broken, text, folder, "--run", "cli-tiny", "--runs-dir", runs_dir,
                "--csv", out_csv)
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^7 image\(s\), \d+ judged region\(s\): \d+ fake at threshold 0\.500 \(run cli-tiny\); "
-                     r"2 unreadable$", proc.stdout, re.M), proc.stdout
+    from dfd import runs
+
+    threshold = runs.get_run(run_path).threshold  # fitted on val when training ended
+    assert (run_path / "calibration.json").is_file()
+    assert re.search(r"^7 image\(s\), \d+ judged region\(s\): \d+ fake at threshold "
+                     + re.escape(f"{threshold:.3f}") + r" \(run cli-tiny\); 2 unreadable$", proc.stdout, re.M), proc.stdout
     table = pd.read_csv(out_csv)
     assert list(table.columns) == ["file", "face", "p_fake", "verdict", "box", "note"]
     assert table["file"].nunique() == 7 and not table["file"].str.endswith(".txt").any()
