@@ -311,14 +311,27 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
         "pid": os.getpid(),
         "host": platform.node(),
     }
-    status, error, bad_files = runs.FAILED, None, []
-    try:
+    bad_files: list[tuple[str, str]] = []
+
+    def work() -> str:
         runs.write_json_atomic(run_dir / "config.json", record)
         runs.write_status(run_dir, runs.RUNNING, started=started)
         record["versions"] = library_versions()
         status, summary = _fit_and_predict(cfg, image_size, train_df, val_df, frame, run_dir, record, bad_files,
                                            progress, stop_event, strategy)
         record.update(summary)
+        return status
+
+    return _keep_run("training", work, run_dir, root, name, record, bad_files, started, t0)
+
+
+def _keep_run(what: str, work: Callable[[], str], run_dir: Path, root: Path, name: str, record: dict[str, Any],
+              bad_files: list[tuple[str, str]], started: str, t0: float) -> Path:
+    """Run ``work`` (returns the run's status) so that the run folder is kept whatever happens: closed as
+    complete, interrupted (Ctrl-C) or failed (then :class:`TrainError`), and calibrated when complete."""
+    status, error = runs.FAILED, None
+    try:
+        status = work()
     except KeyboardInterrupt:
         status, error = runs.INTERRUPTED, "interrupted (KeyboardInterrupt)"
     except Exception as exc:  # noqa: BLE001 - the run is kept and the error re-raised as TrainError
@@ -327,7 +340,7 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
     finally:
         final = _close_run(run_dir, root, name, record, status, error, bad_files, started, t0)
     if status == runs.FAILED:
-        raise TrainError(f"training failed: {error} (run kept at {final})", final)
+        raise TrainError(f"{what} failed: {error} (run kept at {final})", final)
     if status == runs.COMPLETE:
         _calibrate(final)
     return final
@@ -514,8 +527,9 @@ def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path
         "notes": notes or f"mean P(fake) of {', '.join(r.name for r in chosen)}",
         "started": started, "pid": os.getpid(), "host": platform.node(), "versions": library_versions(),
     }
-    status, error, bad = runs.FAILED, None, []
-    try:
+    bad: list[tuple[str, str]] = []
+
+    def work() -> str:
         runs.write_json_atomic(run_dir / "config.json", record)
         runs.write_status(run_dir, runs.RUNNING, started=started)
         model.save(run_dir / "model.keras")
@@ -526,19 +540,9 @@ def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path
                     shutil.copy2(run.path / file, run_dir / "members" / run.name / file)
         pred, errors = evaluate.predict_frame(evaluate.predictor(model, tta=first.tta), frame, first.image_size,
                                               batch_size)
-        bad = list(errors.items())
+        bad.extend(errors.items())
         runs.write_csv_atomic(run_dir / "predictions.csv", pred)
         runs.write_json_atomic(run_dir / "metrics.json", evaluate.metrics_report(pred))
-        status = runs.COMPLETE
-    except KeyboardInterrupt:
-        status, error = runs.INTERRUPTED, "interrupted (KeyboardInterrupt)"
-    except Exception as exc:  # noqa: BLE001 - the run is kept and the error re-raised as TrainError
-        error = f"{type(exc).__name__}: {exc}"
-        (run_dir / "traceback.txt").write_text(traceback.format_exc())
-    finally:
-        final = _close_run(run_dir, root, run_name, record, status, error, bad, started, t0)
-    if status == runs.FAILED:
-        raise TrainError(f"ensemble failed: {error} (run kept at {final})", final)
-    if status == runs.COMPLETE:
-        _calibrate(final)
-    return final
+        return runs.COMPLETE
+
+    return _keep_run("ensemble", work, run_dir, root, run_name, record, bad, started, t0)

@@ -57,9 +57,12 @@ def _sample(folder: Path, n: int = N_PER_DATASET, seed: int = 0):
 
 
 def test_run_folder_is_complete_and_small(run):
-    for name in ("config.json", "history.csv", "model.keras", "predictions.csv", "metrics.json", "status.json",
+    for name in ("config.json", "model.keras", "predictions.csv", "metrics.json", "status.json",
                  "calibration.json", "robustness.csv", "robustness_by_dataset.csv", "cross_dataset.csv"):
         assert (RUN_DIR / name).is_file(), f"models/default/{name} is missing"
+    members = run.member_histories()  # an ensemble keeps each member's training history instead of its own
+    histories = list(members.values()) if members else [run.history()]
+    assert histories and all(len(h) and {"loss", "val_loss", "val_auc"} <= set(h.columns) for h in histories)
     assert run.status == "complete"
     assert (RUN_DIR / "model.keras").stat().st_size <= 10 * 2**20
     assert 0.0 < run.threshold < 1.0
