@@ -351,3 +351,28 @@ def test_training_started_and_stopped_from_the_page(tmp_path, monkeypatch, faces
     status = json.loads((runs_dir / "stopped-run" / "status.json").read_text())
     assert status["status"] == "interrupted"
     assert at.sidebar.selectbox(key="run_name").value == "stopped-run"
+
+
+def test_an_ensemble_run_on_the_training_and_detect_pages(tmp_path, monkeypatch, faces140k, face_bytes):
+    """An ensemble (python -m dfd ensemble) has no history of its own: the Training page shows each member's
+    curves, and the Detect page names it and judges with it."""
+    from dfd import train
+
+    cfg = dict(data=str(faces140k), architecture="tiny", image_size=64, epochs=1, runs_dir=str(tmp_path),
+               patience=0)
+    members = [train.train(train.TrainConfig(**cfg, name=f"m{seed}", seed=seed)) for seed in (0, 1)]
+    train.ensemble(members, name="pair", runs_dir=tmp_path)
+    at = _app(tmp_path, monkeypatch)
+    at.sidebar.selectbox(key="run_name").set_value("pair").run()
+    _open(at, "training")
+    assert any("An ensemble: P(fake) is the mean of m0, m1" in c.value for c in at.caption)
+    assert [m.value for m in at.markdown if m.value in ("**m0**", "**m1**")] == ["**m0**", "**m1**"]
+    assert len(at.get("plotly_chart")) >= 4, "loss and accuracy curves for each member"
+    _open(at, "detect")
+    assert any("ensemble of 2 tiny" in c.value for c in at.caption)
+    table = _detect(at, [("face.jpg", face_bytes, "image/jpeg")])
+    from dfd.detect import Detector
+
+    assert list(table["file"]) == ["face.jpg"] and table["verdict"].iloc[0] in ("fake", "real")
+    expected = Detector(tmp_path / "pair").analyse(face_bytes).faces[0].p_fake
+    assert float(table["p_fake"].iloc[0]) == pytest.approx(expected, abs=1e-3), "the page judges with the ensemble"
