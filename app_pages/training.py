@@ -81,7 +81,7 @@ if run is None:
     st.info("No run yet: start one below (on the built-in demo a few epochs take a few minutes on a laptop CPU).")
 else:
     hist = run.history()
-    st.caption(f"Run **{run.name}** · status {run.status} · {run.architecture or '?'} · "
+    st.caption(f"Run **{run.name}** · status {run.status} · {run.model_label} · "
                f"{run.config.get('image_size', '?')} px · {len(hist)} epochs recorded")
     members = run.member_histories()
     if members:

@@ -360,15 +360,14 @@ class Detector:
         """Grad-CAM map (size x size, 0..1) for one RGB crop: where the evidence for ``toward`` lies.
 
         ``toward`` is "fake" or "real"; None explains the model's own verdict. The gradient is taken of the
-        pre-sigmoid logit (the sigmoid saturates), at the last layer with a spatial output. An ensemble's
-        map is the mean of its members' maps, each toward the same class.
+        pre-sigmoid logit (the sigmoid saturates), at the last layer with a spatial output. An ensemble's map
+        is the mean of its members' maps (each scaled to 0..1 first, so each member has an equal say), all
+        toward the same class: the ensemble's verdict when ``toward`` is None.
         """
         import tensorflow as tf
 
         x = tf.convert_to_tensor(imaging.prepare(img, self.image_size)[None])
-        if toward is None:
-            toward = "fake" if float(np.ravel(self.model(x, training=False))[0]) >= 0.5 else "real"
-        cams = []
+        found = []  # (feature maps, d logit / d feature maps, logit) per member
         for grad_model, head in self._explainers():
             with tf.GradientTape() as tape:
                 feats, pre = grad_model(x, training=False)
@@ -378,12 +377,17 @@ class Detector:
                     p = tf.clip_by_value(tf.cast(pre, tf.float32), 1e-6, 1 - 1e-6)
                     logit = tf.math.log(p / (1 - p))
                 logit = tf.reshape(tf.cast(logit, tf.float32), [])
-                score = logit if toward == "fake" else -logit
-            grads = tape.gradient(score, feats)
-            weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
+            found.append((feats, tape.gradient(logit, feats), float(logit)))
+        if toward is None:  # the model's (mean) P(fake), as its output layer computes it
+            toward = "fake" if np.mean([1 / (1 + np.exp(-z)) for _, _, z in found]) >= 0.5 else "real"
+        sign = 1.0 if toward == "fake" else -1.0  # d(-logit) = -d(logit)
+        cams = []
+        for feats, grads, _ in found:
+            weights = sign * tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
             cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feats, tf.float32), axis=-1))[0].numpy()
-            cams.append(cv2.resize(cam.astype(np.float32), (self.image_size, self.image_size),
-                                   interpolation=cv2.INTER_LINEAR))
+            cam = cv2.resize(cam.astype(np.float32), (self.image_size, self.image_size),
+                             interpolation=cv2.INTER_LINEAR)
+            cams.append(cam / cam.max() if cam.max() > 0 else cam)
         cam = np.mean(cams, axis=0)
         return cam / cam.max() if cam.max() > 0 else cam
 

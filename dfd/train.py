@@ -508,12 +508,12 @@ def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path
                              "images (different data or split): their ensemble could be scored on images a "
                              "member trained on")
 
+    model = models.ensemble([runs.load_model(r) for r in chosen])  # before any folder is made: may fail
     root = Path(runs_dir)
     run_name = runs.safe_name(name)
     run_dir = runs.new_run_dir(root, run_name)
     started, t0 = _now(), time.perf_counter()
     cfg = first.config
-    model = models.ensemble([runs.load_model(r) for r in chosen])
     record: dict[str, Any] = {
         "architecture": "ensemble",
         "members": [{"name": r.name, "architecture": r.architecture, "seed": r.config.get("seed"),

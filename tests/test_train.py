@@ -210,6 +210,12 @@ def test_ensemble_of_two_seeds_averages_learns_and_explains(faces, tmp_path):
         float(detector.predict_arrays(img)[0]), abs=1e-5)
     cam = detector.heatmap(img)
     assert cam.shape == (48, 48) and cam.max() == pytest.approx(1.0) and cam.min() >= 0
+    # ... the mean of the members' own maps toward the ensemble's verdict, each member with an equal say
+    toward = "fake" if np.mean(p_members) >= 0.5 else "real"
+    alone = [Detector.from_model(runs.load_model(r), 48, find_faces=False).heatmap(img, toward=toward) for r in (a, b)]
+    expected = np.mean(alone, axis=0)
+    np.testing.assert_allclose(cam, expected / expected.max(), atol=1e-4)
+    assert not np.allclose(alone[0], alone[1], atol=1e-2), "the members' maps differ, so the mean means something"
 
 
 def test_ensemble_refuses_members_that_do_not_match(faces, tmp_path):
@@ -222,7 +228,14 @@ def test_ensemble_refuses_members_that_do_not_match(faces, tmp_path):
         ensemble([a, other_split], runs_dir=tmp_path)
     with pytest.raises(TrainError, match="two different runs"):
         ensemble([a, a], runs_dir=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "fewer", "small"], "no folder made"
+    import shutil
+
+    broken = tmp_path / "broken"  # same val/test predictions as `small`, but its model file is damaged
+    shutil.copytree(a, broken)
+    (broken / "model.keras").write_bytes(b"not a keras archive")
+    with pytest.raises(runs.RunError, match="cannot load the model of run 'broken'"):
+        ensemble([a, broken], runs_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "broken", "fewer", "small"], "no folder made"
 
 
 def test_mixup_training_learns_and_reports_hard_label_accuracy(faces, tmp_path):
