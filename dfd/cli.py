@@ -214,7 +214,7 @@ TRAIN_HELP: dict[str, str] = {
     "seed": "random seed (weights, shuffling, augmentation, the split of unsplit data)",
     "augment": "training augmentations as JSON, e.g. '{\"flip\": true, \"jpeg_p\": 0.5, \"blur_p\": 0.2}' "
                "(keys: flip, rotate_deg, zoom, blur_p, blur_sigma, noise_p, noise_sigma, jpeg_p, jpeg_quality, "
-               "mixup); "
+               "mixup, erase_p, erase_area); "
                "'null' for none",
     "class_weight": "weight classes inversely to their frequency",
     "patience": "epochs without improvement before early stopping (0: never stop early)",

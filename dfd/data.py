@@ -414,6 +414,8 @@ class Augment:
     jpeg_p: float = 0.0              # probability of JPEG re-compression, quality uniform in jpeg_quality
     jpeg_quality: tuple[int, int] = (50, 95)
     mixup: float = 0.0               # > 0: mix each batch with itself shuffled, weight ~ Beta(mixup, mixup)
+    erase_p: float = 0.0             # probability of random erasing: one rectangle set to the image's mean colour
+    erase_area: tuple[float, float] = (0.02, 0.15)  # its area as a fraction of the image (aspect 0.3-3.3)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Augment:
@@ -439,7 +441,23 @@ class Augment:
             scale = float(rng.uniform(1 - self.zoom, 1 + self.zoom))
             m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
             img = cv2.warpAffine(np.ascontiguousarray(img), m, (w, h), borderMode=cv2.BORDER_REFLECT_101)
+        if self.erase_p and rng.random() < self.erase_p:
+            img = _erase(img, rng, self.erase_area)
         return np.ascontiguousarray(img)
+
+
+def _erase(img: np.ndarray, rng: np.random.Generator, area: tuple[float, float]) -> np.ndarray:
+    """Random erasing (Zhong et al. 2020): one rectangle of the image set to its mean colour, so the model
+    cannot rest on any single region."""
+    h, w = img.shape[:2]
+    target = float(rng.uniform(*area)) * h * w
+    aspect = float(np.exp(rng.uniform(np.log(0.3), np.log(1 / 0.3))))
+    eh = int(min(h, max(1, round(np.sqrt(target * aspect)))))
+    ew = int(min(w, max(1, round(np.sqrt(target / aspect)))))
+    y, x = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+    img = np.array(img, copy=True)
+    img[y:y + eh, x:x + ew] = img.reshape(-1, img.shape[-1]).mean(axis=0).astype(img.dtype)
+    return img
 
 
 def _loader(image_size: int, augment: Augment | None, seed: int,

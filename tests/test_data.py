@@ -308,6 +308,25 @@ def test_augment_from_dict_and_apply(faces140k: Path) -> None:
     assert 3 < sum(flips) < 17, "flips about half the images"
 
 
+def test_random_erasing_sets_one_rectangle_to_the_mean_colour(faces140k: Path) -> None:
+    from dfd import imaging
+
+    img = imaging.resize(imaging.load_image(_real_images(faces140k / "real-vs-fake" / "test" / "real", 1)[0]), 128)
+    aug = data.Augment.from_dict({"flip": False, "erase_p": 1.0, "erase_area": [0.1, 0.1]})
+    out = aug.apply(img, np.random.default_rng(5))
+    changed = np.argwhere((out != img).any(axis=-1))
+    (y0, x0), (y1, x1) = changed.min(axis=0), changed.max(axis=0)
+    box = out[y0:y1 + 1, x0:x1 + 1]
+    assert 0.07 < box.shape[0] * box.shape[1] / (128 * 128) < 0.13, "about the asked area"
+    assert (box == box[0, 0]).all(), "one flat colour"
+    assert np.abs(box[0, 0].astype(int) - img.reshape(-1, 3).mean(axis=0)).max() <= 1, "the image's mean colour"
+    outside = np.ones(img.shape[:2], bool)
+    outside[y0:y1 + 1, x0:x1 + 1] = False
+    assert np.array_equal(out[outside], img[outside]), "the rest untouched"
+    never = data.Augment.from_dict({"flip": False, "erase_p": 0.0})
+    assert np.array_equal(never.apply(img, np.random.default_rng(5)), img)
+
+
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not found"):
         data.index_dataset(tmp_path / "does-not-exist")
