@@ -315,6 +315,7 @@ def test_random_erasing_sets_one_rectangle_to_the_mean_colour(faces140k: Path) -
     aug = data.Augment.from_dict({"flip": False, "erase_p": 1.0, "erase_area": [0.1, 0.1]})
     out = aug.apply(img, np.random.default_rng(5))
     changed = np.argwhere((out != img).any(axis=-1))
+    assert len(changed), "erase_p 1: a rectangle is erased"
     (y0, x0), (y1, x1) = changed.min(axis=0), changed.max(axis=0)
     box = out[y0:y1 + 1, x0:x1 + 1]
     assert 0.07 < box.shape[0] * box.shape[1] / (128 * 128) < 0.13, "about the asked area"
