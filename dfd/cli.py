@@ -217,6 +217,7 @@ TRAIN_HELP: dict[str, str] = {
                "mixup, erase_p, erase_area); "
                "'null' for none",
     "class_weight": "weight classes inversely to their frequency",
+    "balance_datasets": "oversample smaller datasets so that each dataset is seen as often per epoch",
     "patience": "epochs without improvement before early stopping (0: never stop early)",
     "monitor": "metric for early stopping and the best checkpoint: val_loss, val_auc or val_accuracy",
     "val_frac": "validation fraction, for datasets without a split",

@@ -350,7 +350,8 @@ def _small_cnn(image_size: int, widths: tuple[int, ...] = (32, 64, 128, 256), dr
 def _lowres_cnn(image_size: int, work_size: int = 64, widths: tuple[int, ...] = (32, 64, 128, 256),
                 dropout: float = 0.5, energy: bool = True, head: str = "gap", squeeze: int = 16,
                 thumb: int = 0, thumb_units: int = 128, zoom: int = 0,
-                zoom_widths: tuple[int, ...] = (16, 32, 64, 128)) -> keras.Model:
+                zoom_widths: tuple[int, ...] = (16, 32, 64, 128),
+                energy_scales: tuple[int, ...] = (1,)) -> keras.Model:
     """Research (models/README.md): trained from scratch on 1-6k images, a small CNN learns these fakes at
     64 px (StyleGAN faces: layout and colour; face swaps: a face sharper or softer than its surroundings),
     where at 128-256 px it stays at chance. The input stays full size, so JPEG, blur and noise act on the
@@ -361,7 +362,10 @@ def _lowres_cnn(image_size: int, work_size: int = 64, widths: tuple[int, ...] = 
     ``thumb`` thumbnail, which sees how typical a whole face is (StyleGAN's truncation makes fakes more
     average than real photos). ``zoom`` adds a second, narrower tower (``zoom_widths``) on the central
     ``zoom`` x ``zoom`` pixels seen at ``work_size``: the inner face at a higher resolution (where a face swap
-    is blended in, and where StyleGAN's eyes and teeth go wrong) for little extra work."""
+    is blended in, and where StyleGAN's eyes and teeth go wrong) for little extra work. ``energy_scales``
+    measures the high-frequency energy on the image area-downsampled by each scale (1: full resolution, 2:
+    the next octave down), all pooled to ``work_size``: several frequency bands for three extra channels
+    each, instead of a second tower."""
     import keras
 
     if head not in ("gap", "flat"):
@@ -373,7 +377,13 @@ def _lowres_cnn(image_size: int, work_size: int = 64, widths: tuple[int, ...] = 
         factor = max(1, size // max(8, int(work_size)))
         views = [keras.layers.AveragePooling2D(factor, name=f"{prefix}area_down")(scaled) if factor > 1 else scaled]
         if energy:
-            views.append(custom_objects()["HighFreqEnergy"](pool=factor, name=f"{prefix}hf_energy")(raw))
+            for scale in energy_scales:
+                scale = int(scale)
+                if scale < 1 or factor % scale:
+                    raise ArchitectureError(f"energy scale {scale} must divide the view factor {factor}")
+                band = raw if scale == 1 else keras.layers.AveragePooling2D(scale, name=f"{prefix}down{scale}")(raw)
+                name = f"{prefix}hf_energy" if scale == 1 else f"{prefix}hf_energy{scale}"
+                views.append(custom_objects()["HighFreqEnergy"](pool=factor // scale, name=name)(band))
         y = keras.layers.Concatenate(name=f"{prefix}views")(views) if len(views) > 1 else views[0]
         y = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}views_bn")(y)
         y = _conv_bn(y, widths[0], f"{prefix}l1")

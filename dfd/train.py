@@ -63,6 +63,7 @@ class TrainConfig:
     seed: int = 0
     augment: dict[str, Any] | None = field(default_factory=lambda: {"flip": True})
     class_weight: bool = True
+    balance_datasets: bool = False          # oversample smaller datasets so each is seen equally per epoch
     patience: int = 3                       # epochs without improvement before early stopping; 0: never
     monitor: str = "val_loss"               # val_loss (min) or val_auc / val_accuracy (max)
     val_frac: float = 0.15                  # only for datasets without a split
@@ -246,6 +247,21 @@ def _accuracy_metric(soft_labels: bool) -> Any:
     return keras.metrics.BinaryAccuracy(name="accuracy")
 
 
+def balance_datasets(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """``frame`` with each dataset's rows repeated up to the largest dataset's count (whole copies, then a
+    seeded sample without replacement for the rest), so that every dataset weighs the same in an epoch.
+    A frame with one dataset, or without a dataset column, comes back unchanged."""
+    if "dataset" not in frame or frame["dataset"].nunique() < 2:
+        return frame
+    target = int(frame["dataset"].value_counts().max())
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _, group in frame.groupby("dataset", sort=True):
+        whole, rest = divmod(target, len(group))
+        parts += [group] * whole + [group.iloc[np.sort(rng.choice(len(group), rest, replace=False))]]
+    return pd.concat(parts, ignore_index=True)
+
+
 def _class_weights(labels: np.ndarray) -> dict[int, float]:
     n, n_fake = len(labels), int(labels.sum())
     n_real = n - n_fake
@@ -387,6 +403,9 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     from dfd.data import Augment, make_dataset
 
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.balance_datasets:
+        train_df = balance_datasets(train_df, cfg.seed)
+        record["balanced_train_images"] = len(train_df)
     strat = make_strategy(strategy if strategy is not None else cfg.strategy)
     replicas = int(strat.num_replicas_in_sync)
     steps = math.ceil(len(train_df) / cfg.batch_size)

@@ -87,7 +87,8 @@ def test_register_decorator_adds_an_architecture():
 
 @pytest.mark.parametrize("name, kw", [("srm_cnn", {}), ("seed_2conv", {}),
                                       ("lowres_cnn", {"head": "flat", "thumb": 8, "work_size": 16}),
-                                      ("lowres_cnn", {"head": "flat", "zoom": 20, "work_size": 10})])
+                                      ("lowres_cnn", {"head": "flat", "zoom": 20, "work_size": 10}),
+                                      ("lowres_cnn", {"head": "flat", "work_size": 10, "energy_scales": [1, 2]})])
 def test_save_load_safe_mode_same_predictions(tmp_path, name, kw):
     from dfd import runs
 
@@ -129,6 +130,26 @@ def test_high_pass_removes_flat_regions_keeps_edges():
     assert out_flat.shape == (1, 16, 16, 9)
     assert np.abs(out_flat[:, 3:-3, 3:-3]).max() < 1e-5
     assert np.abs(out_edge[:, 3:-3, 6:10]).max() > 0.5
+
+
+def test_lowres_cnn_energy_scales_measure_the_next_octave_down():
+    import keras
+    from scipy import ndimage
+
+    model = models.build_model("lowres_cnn", 64, work_size=16, head="flat", energy_scales=[1, 2])
+    views = keras.Model(model.inputs, model.get_layer("views").output)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
+    out = np.asarray(views(x))
+    assert out.shape == (1, 16, 16, 9)  # RGB, energy at full resolution, energy one octave down
+    # the third view, by hand: 2x2 block mean, |Laplacian| (zero padding), 2x2 block mean, log(1 + .)
+    half = x[0].reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))
+    lap = np.stack([ndimage.convolve(half[..., c], [[0, -1, 0], [-1, 4, -1], [0, -1, 0]], mode="constant")
+                    for c in range(3)], axis=-1)
+    want = np.log1p(np.abs(lap).reshape(16, 2, 16, 2, 3).mean(axis=(1, 3)))
+    np.testing.assert_allclose(out[0, ..., 6:], want, rtol=1e-4, atol=1e-3)
+    assert not np.allclose(out[0, ..., 3:6], want, atol=1e-2)  # and it is not the full-resolution band
+    with pytest.raises(models.ArchitectureError, match="energy scale 3"):
+        models.build_model("lowres_cnn", 64, work_size=16, energy_scales=[1, 3])
 
 
 def test_lowres_cnn_zoom_tower_sees_only_the_centre():

@@ -245,3 +245,18 @@ def test_mixup_training_learns_and_reports_hard_label_accuracy(faces, tmp_path):
     hist = pd.read_csv(path / "history.csv")
     # accuracy on soft labels would be ~0 (no mixed label equals 0 or 1); against majority labels it learns
     assert hist["accuracy"].between(0, 1).all() and hist["accuracy"].iloc[-1] >= 0.7, hist["accuracy"].tolist()
+
+
+def test_balance_datasets_repeats_the_smaller_dataset_up_to_the_larger():
+    from dfd.train import balance_datasets
+
+    frame = pd.DataFrame({"path": [f"a{i}" for i in range(7)] + [f"b{i}" for i in range(3)],
+                          "dataset": ["big"] * 7 + ["small"] * 3, "label": [0, 1] * 5})
+    out = balance_datasets(frame, seed=0)
+    assert out["dataset"].value_counts().to_dict() == {"big": 7, "small": 7}
+    small = out.loc[out["dataset"] == "small", "path"].value_counts()
+    # two whole copies of the 3 small rows, then 1 more drawn without replacement: counts 3, 2, 2
+    assert sorted(small.tolist()) == [2, 2, 3] and set(small.index) == {"b0", "b1", "b2"}
+    assert out.loc[out["dataset"] == "big", "path"].tolist() == frame["path"][:7].tolist()
+    assert balance_datasets(frame, seed=0).equals(out)  # deterministic for a seed
+    assert balance_datasets(frame[frame["dataset"] == "big"], seed=0).equals(frame[frame["dataset"] == "big"])
