@@ -145,9 +145,12 @@ with st.form("train_form"):
     zoom = c3.slider("Zoom ±", 0.0, 0.3, 0.0, 0.05, key="tf_zoom")
     jpeg = c4.slider("JPEG re-compression p", 0.0, 1.0, 0.0, 0.1, key="tf_jpeg",
                      help="Re-compress at a random quality 50-95: keeps a model from leaning on compression.")
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     blur = c1.slider("Gaussian blur p", 0.0, 1.0, 0.0, 0.1, key="tf_blur")
     noise = c2.slider("Gaussian noise p", 0.0, 1.0, 0.0, 0.1, key="tf_noise")
+    balance = c3.checkbox("Balance datasets", False, key="tf_balance",
+                          help="When the folder holds several datasets, repeat the smaller ones' training images "
+                               "so that each dataset weighs the same in an epoch.")
     name = st.text_input("Run name (optional)", key="tf_name", placeholder=arch,
                          help="Never overwrites: an existing name gets 2, 3... appended.")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
@@ -158,7 +161,7 @@ if submitted and not busy:
     config = train.TrainConfig(
         data=str(root), architecture=arch, image_size=int(size), epochs=int(epochs), batch_size=int(batch),
         learning_rate=float(lr), limit=int(limit) or None, name=(name or "").strip() or None,
-        runs_dir=str(_shared.runs_root()),
+        runs_dir=str(_shared.runs_root()), balance_datasets=bool(balance),
         augment={"flip": flip, "rotate_deg": float(rotate), "zoom": float(zoom), "jpeg_p": float(jpeg),
                  "blur_p": float(blur), "noise_p": float(noise)},
     )

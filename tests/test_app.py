@@ -331,6 +331,7 @@ def test_training_started_and_stopped_from_the_page(tmp_path, monkeypatch, faces
     at.number_input(key="tf_epochs").set_value(50)
     at.selectbox(key="tf_size").set_value(64)
     at.text_input(key="tf_name").input("stopped-run")
+    at.checkbox(key="tf_balance").check()
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     assert not at.exception
     from app_pages import _shared
@@ -350,6 +351,7 @@ def test_training_started_and_stopped_from_the_page(tmp_path, monkeypatch, faces
     assert not at.exception
     status = json.loads((runs_dir / "stopped-run" / "status.json").read_text())
     assert status["status"] == "interrupted"
+    assert json.loads((runs_dir / "stopped-run" / "config.json").read_text())["balance_datasets"] is True
     assert at.sidebar.selectbox(key="run_name").value == "stopped-run"
 
 
