@@ -343,7 +343,8 @@ def _small_cnn(image_size: int, widths: tuple[int, ...] = (32, 64, 128, 256), dr
 
 
 @register("lowres_cnn", "Ours (the default detector): two 64-px views of a 256-px image made inside the model "
-          "(area-downsampled RGB + log local high-frequency energy), 4 Conv-BN-ReLU stages (32-64-128-256, "
+          "(area-downsampled RGB + log local high-frequency energy; with energy_scales=[1, 2] also the energy one "
+          "octave down, as the default detector has), 4 Conv-BN-ReLU stages (32-64-128-256, "
           "stride-2 convs); head: global average pool (+ with head='flat' a 1x1-squeezed 8x8 map kept in place, "
           "+ with thumb=16 a 16x16 thumbnail MLP; + with zoom=128 a narrower tower on the central 128 px at 64 px), "
           "dropout 0.5, sigmoid; 256 px", default_size=256)
