@@ -351,7 +351,10 @@ def test_training_started_and_stopped_from_the_page(tmp_path, monkeypatch, faces
     assert not at.exception
     status = json.loads((runs_dir / "stopped-run" / "status.json").read_text())
     assert status["status"] == "interrupted"
-    assert json.loads((runs_dir / "stopped-run" / "config.json").read_text())["balance_datasets"] is True
+    config = json.loads((runs_dir / "stopped-run" / "config.json").read_text())
+    assert config["balance_datasets"] is True
+    # the flag reached the training code (one dataset here, so nothing was repeated)
+    assert config["balanced_train_images"] == sum(config["split_counts"]["train"].values())
     assert at.sidebar.selectbox(key="run_name").value == "stopped-run"
 
 
