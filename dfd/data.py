@@ -44,7 +44,11 @@ _CLASS_NAMES = {"real": REAL, "fake": FAKE, "training_real": REAL, "training_fak
 _PAIR_CLASSES = {"real": REAL, "fake": FAKE}
 _RFF_CLASSES = {"training_real": REAL, "training_fake": FAKE}
 _MAX_DEPTH = 3
-COLUMNS = ["path", "label", "split", "class_name", "dataset"]
+COLUMNS = ["path", "label", "split", "class_name", "dataset", "generator"]
+# Fakes whose file names say their generator (modern-faces-128: thispersondoesnotexist StyleGAN2 faces are
+# fd_*/fcv_*, Stable Diffusion 2.1 faces sd21_*). A fake in a sub-folder of its class folder
+# (fake/<generator>/x.jpg) is named by that sub-folder. Reals and fakes of unknown origin: "".
+GENERATOR_PREFIXES = {"fd_": "stylegan2", "fcv_": "stylegan2", "sd21_": "sd2.1"}
 
 SUPPORTED_LAYOUTS = (
     "supported layouts: '<split>/{real,fake}/' with splits train, valid|val|validation, test "
@@ -375,7 +379,9 @@ def index_dataset(root: str | Path, *, val_frac: float = 0.15, test_frac: float 
         else:
             frame["dataset"] = root.name if root.is_dir() else root.stem
         frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)[COLUMNS]
+    frame = pd.concat(frames, ignore_index=True)
+    frame["generator"] = generators(frame)
+    frame = frame[COLUMNS]
     if frame.empty:
         raise DatasetError(f"no images found in {root} (layout: {', '.join(sorted({lay for _, lay in found}))}); "
                            f"{SUPPORTED_LAYOUTS}")
@@ -383,6 +389,20 @@ def index_dataset(root: str | Path, *, val_frac: float = 0.15, test_frac: float 
     layout = found[0][1] if len({lay for _, lay in found}) == 1 else "mixed"
     return DatasetIndex(root=root if root.is_dir() else root.parent, layout=layout, frame=frame, skipped=skipped,
                         folders=[folder for folder, _ in found])
+
+
+def generators(frame: pd.DataFrame) -> pd.Series:
+    """The generator of each fake row as its file name or sub-folder says (:data:`GENERATOR_PREFIXES`, or
+    ``<class folder>/<generator>/<file>``); "" for reals and for fakes that do not say."""
+    parts = frame["path"].astype(str).str.rsplit(os.sep, n=3)
+    names, parents, grand = parts.str[-1], parts.str[-2].fillna(""), parts.str[-3].fillna("")
+    out = pd.Series("", index=frame.index, dtype=object)
+    fake = frame["label"].to_numpy() == FAKE
+    sub = fake & (grand == frame["class_name"].astype(str)).to_numpy()
+    out[sub] = parents[sub].str.lower()
+    for prefix, name in GENERATOR_PREFIXES.items():
+        out[fake & names.str.startswith(prefix).to_numpy()] = name
+    return out
 
 
 def find_unreadable(paths: Iterable[str]) -> list[tuple[str, str]]:

@@ -220,7 +220,7 @@ def ensemble_members(model: keras.Model) -> list[keras.Model]:
     """The member models of an :func:`ensemble` (empty for a single model)."""
     import keras
 
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("member")]
 
 
 def feature_layer(model: keras.Model) -> str:
@@ -342,6 +342,40 @@ def _small_cnn(image_size: int, widths: tuple[int, ...] = (32, 64, 128, 256), dr
     return finish(inputs, x, "small_cnn", dropout)
 
 
+def _lowres_tower(raw: Any, scaled: Any, size: int, widths: tuple[int, ...], prefix: str, *, work_size: int = 64,
+                  energy: bool = True, energy_scales: tuple[int, ...] = (1,), head: str = "gap",
+                  squeeze: int = 16) -> list[Any]:
+    """lowres_cnn's tower: views at ``work_size`` (area-downsampled RGB + log local high-frequency energy measured
+    on the full-resolution ``raw`` pixels, one band per ``energy_scales`` entry), Conv-BN-ReLU stages
+    (``widths``, stride-2 convs), and its head features (global average pool; with ``head="flat"`` also a
+    1x1-squeezed map kept in place)."""
+    import keras
+
+    factor = max(1, size // max(8, int(work_size)))
+    views = [keras.layers.AveragePooling2D(factor, name=f"{prefix}area_down")(scaled) if factor > 1 else scaled]
+    if energy:
+        for scale in energy_scales:
+            scale = int(scale)
+            if scale < 1 or factor % scale:
+                raise ArchitectureError(f"energy scale {scale} must divide the view factor {factor}")
+            band = raw if scale == 1 else keras.layers.AveragePooling2D(scale, name=f"{prefix}down{scale}")(raw)
+            name = f"{prefix}hf_energy" if scale == 1 else f"{prefix}hf_energy{scale}"
+            views.append(custom_objects()["HighFreqEnergy"](pool=factor // scale, name=name)(band))
+    y = keras.layers.Concatenate(name=f"{prefix}views")(views) if len(views) > 1 else views[0]
+    y = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}views_bn")(y)
+    y = _conv_bn(y, widths[0], f"{prefix}l1")
+    for i, w in enumerate(widths[1:], start=2):
+        y = _conv_bn(y, w, f"{prefix}l{i}a", strides=2)
+        y = _conv_bn(y, w, f"{prefix}l{i}b")
+    out = [keras.layers.GlobalAveragePooling2D(name=f"{prefix}gap")(y)]
+    if head == "flat":
+        z = keras.layers.Conv2D(squeeze, 1, use_bias=False, name=f"squeeze_{prefix}conv")(y)
+        z = keras.layers.BatchNormalization(momentum=0.9, name=f"squeeze_{prefix}bn")(z)
+        z = keras.layers.Activation("relu", name=f"squeeze_{prefix}relu")(z)
+        out.append(keras.layers.Flatten(name=f"{prefix}in_place")(z))
+    return out
+
+
 @register("lowres_cnn", "Ours (the default detector): two 64-px views of a 256-px image made inside the model "
           "(area-downsampled RGB + log local high-frequency energy; with energy_scales=[1, 2] also the energy one "
           "octave down, as the default detector has), 4 Conv-BN-ReLU stages (32-64-128-256, "
@@ -374,30 +408,8 @@ def _lowres_cnn(image_size: int, work_size: int = 64, widths: tuple[int, ...] = 
     inputs, x = rescaled_input(image_size)
 
     def tower(raw: Any, scaled: Any, size: int, widths: tuple[int, ...], prefix: str) -> list[Any]:
-        """Views at ``work_size`` (area-downsampled RGB + high-frequency energy), conv stages, head features."""
-        factor = max(1, size // max(8, int(work_size)))
-        views = [keras.layers.AveragePooling2D(factor, name=f"{prefix}area_down")(scaled) if factor > 1 else scaled]
-        if energy:
-            for scale in energy_scales:
-                scale = int(scale)
-                if scale < 1 or factor % scale:
-                    raise ArchitectureError(f"energy scale {scale} must divide the view factor {factor}")
-                band = raw if scale == 1 else keras.layers.AveragePooling2D(scale, name=f"{prefix}down{scale}")(raw)
-                name = f"{prefix}hf_energy" if scale == 1 else f"{prefix}hf_energy{scale}"
-                views.append(custom_objects()["HighFreqEnergy"](pool=factor // scale, name=name)(band))
-        y = keras.layers.Concatenate(name=f"{prefix}views")(views) if len(views) > 1 else views[0]
-        y = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}views_bn")(y)
-        y = _conv_bn(y, widths[0], f"{prefix}l1")
-        for i, w in enumerate(widths[1:], start=2):
-            y = _conv_bn(y, w, f"{prefix}l{i}a", strides=2)
-            y = _conv_bn(y, w, f"{prefix}l{i}b")
-        out = [keras.layers.GlobalAveragePooling2D(name=f"{prefix}gap")(y)]
-        if head == "flat":
-            z = keras.layers.Conv2D(squeeze, 1, use_bias=False, name=f"squeeze_{prefix}conv")(y)
-            z = keras.layers.BatchNormalization(momentum=0.9, name=f"squeeze_{prefix}bn")(z)
-            z = keras.layers.Activation("relu", name=f"squeeze_{prefix}relu")(z)
-            out.append(keras.layers.Flatten(name=f"{prefix}in_place")(z))
-        return out
+        return _lowres_tower(raw, scaled, size, widths, prefix, work_size=work_size, energy=energy,
+                             energy_scales=energy_scales, head=head, squeeze=squeeze)
 
     feats = tower(inputs, x, image_size, tuple(widths), "")
     if zoom:
@@ -532,3 +544,66 @@ def load_lite0_imagenet(model: keras.Model) -> int:
         model.get_layer(layer_name).set_weights(weights)
         done += 1
     return done
+
+
+PRETRAINED_ARCHITECTURES = {"efficientnet_lite0", "lite0_hf"}  # take pretrained=True (ImageNet, offline)
+BACKBONE = "lite0"  # name of the nested pretrained trunk: dfd.train gives its weights a lower learning rate
+
+
+def _lite0_view(inputs: Any, image_size: int, view: int | None, pretrained: bool, train_blocks: int | None,
+                dropout: float) -> Any:
+    """Lite0 features (global average pooled, 1280) of ``inputs`` area-resized to ``view`` px. Fine-tuning on
+    small data: every batch-norm layer of the trunk keeps its ImageNet statistics (frozen, inference mode),
+    and with ``train_blocks`` only the last that many of its 16 blocks and the head conv are trained."""
+    import keras
+
+    view = int(view or image_size)
+    if view < 32 or view > image_size:
+        raise ArchitectureError(f"view must be 32..{image_size} px (got {view})")
+    x = inputs
+    if view != image_size:
+        if image_size % view:
+            raise ArchitectureError(f"view {view} px must divide the input size {image_size} px")
+        x = keras.layers.AveragePooling2D(image_size // view, name="view_down")(x)
+    trunk = efficientnet_lite0(view, pretrained=pretrained, name=BACKBONE)
+    first_trained = 16 - int(train_blocks) if train_blocks is not None else 0
+    for layer in trunk.layers:
+        block = layer.name.split("_", 1)[0]
+        frozen_block = layer.name.startswith("stem") or (
+            block.startswith("block") and block[5:].isdigit() and int(block[5:]) < first_trained)
+        if isinstance(layer, keras.layers.BatchNormalization) or frozen_block:
+            layer.trainable = False
+    x = keras.layers.GlobalAveragePooling2D(name="lite0_gap")(trunk(x))
+    return keras.layers.Dropout(dropout, name="lite0_dropout")(x) if dropout else x
+
+
+@register("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet weights with --pretrained, from an installed "
+          "package, no download) on a view of the image, frozen batch-norm statistics, global average pool, "
+          "dropout 0.2, sigmoid; 128 px", default_size=128)
+def _efficientnet_lite0_clf(image_size: int, pretrained: bool = False, view: int | None = None,
+                            train_blocks: int | None = None, dropout: float = 0.2) -> keras.Model:
+    import keras
+
+    inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
+    x = _lite0_view(inputs, image_size, view, pretrained, train_blocks, 0.0)
+    return finish(inputs, x, "efficientnet_lite0", dropout)
+
+
+@register("lite0_hf", "Ours (the default detector): EfficientNet-Lite0 (ImageNet weights with --pretrained) on a "
+          "128-px view beside lowres_cnn's full-resolution high-frequency tower (64-px views of RGB and local "
+          "high-frequency energy in two bands, flat head); features concatenated, dropout 0.3, sigmoid; 256 px",
+          default_size=256)
+def _lite0_hf(image_size: int, pretrained: bool = False, view: int = 128, train_blocks: int | None = None,
+              lite0_dropout: float = 0.2, work_size: int = 64, widths: tuple[int, ...] = (32, 64, 128, 256),
+              energy_scales: tuple[int, ...] = (1, 2), head: str = "flat", dropout: float = 0.3) -> keras.Model:
+    """Two kinds of evidence: what a face looks like (ImageNet features at 128 px: StyleGAN2 and diffusion
+    faces, which the small CNN from scratch never learned) and how sharp it is where (the high-frequency
+    energy measured at full resolution before any resizing: face swaps, which a 128-px view loses)."""
+    import keras
+
+    inputs, scaled = rescaled_input(image_size)
+    feats = [_lite0_view(inputs, image_size, view, pretrained, train_blocks, lite0_dropout)]
+    feats += _lowres_tower(inputs, scaled, image_size, tuple(widths), "", work_size=work_size,
+                           energy_scales=tuple(energy_scales), head=head)
+    x = keras.layers.Concatenate(name="features")(feats)
+    return finish(inputs, x, "lite0_hf", dropout)

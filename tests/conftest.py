@@ -12,6 +12,7 @@ SHARED_DATA = Path(os.environ.get("DFD_SHARED_DATA", REPO.parent / "shared" / "d
 FACES_140K = SHARED_DATA / "faces-140k-mini"
 LFW = SHARED_DATA / "lfw-faceswap"
 RFF = SHARED_DATA / "real-and-fake-face"
+MODERN = SHARED_DATA / "modern-faces-128"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,3 +37,8 @@ def lfw() -> Path:
 @pytest.fixture(scope="session")
 def rff() -> Path:
     return need(RFF)
+
+
+@pytest.fixture(scope="session")
+def modern() -> Path:
+    return need(MODERN)

@@ -102,12 +102,31 @@ def test_stable_split_ignores_listing_order(rff: Path) -> None:
         data.stable_split(names, labels, 0.6, 0.5)
 
 
-def test_whole_shared_folder_indexes_all_three(faces140k: Path, lfw: Path, rff: Path) -> None:
+def test_whole_shared_folder_indexes_all_four(faces140k: Path, lfw: Path, rff: Path, modern: Path) -> None:
     index = data.index_dataset(faces140k.parent)
     assert index.layout == "mixed"
     per_set = index.frame["dataset"].value_counts().to_dict()
-    assert per_set == {"faces-140k-mini": 1900, "lfw-faceswap": 4000, "real-and-fake-face": 2041}
-    assert _counts(index)["train"] == (650 + 1500 + 757, 650 + 1500 + 672)
+    assert per_set == {"faces-140k-mini": 1900, "lfw-faceswap": 4000, "real-and-fake-face": 2041,
+                       "modern-faces-128": 6000}
+    assert _counts(index)["train"] == (650 + 1500 + 757 + 2000, 650 + 1500 + 672 + 2800)
+
+
+def test_generator_column_from_file_names_and_sub_folders(modern: Path, faces140k: Path, tmp_path: Path) -> None:
+    frame = data.index_dataset(modern).frame
+    fakes, reals = frame[frame["label"] == 1], frame[frame["label"] == 0]
+    assert (reals["generator"] == "").all()
+    names = fakes["path"].map(lambda p: Path(p).name)
+    assert (fakes.loc[names.str.startswith("sd21_"), "generator"] == "sd2.1").all()
+    assert (fakes.loc[names.str.startswith(("fd_", "fcv_")), "generator"] == "stylegan2").all()
+    assert fakes["generator"].value_counts().to_dict() == {"stylegan2": 2757, "sd2.1": 643}
+    # a fake in fake/<generator>/ is named by the sub-folder; a dataset that says nothing gets ""
+    src = next((faces140k / "real-vs-fake" / "train" / "fake").glob("*.jpg"))
+    for rel in ("real/a.jpg", "fake/b.jpg", "fake/Flux/c.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, tmp_path / rel)
+    got = dict(zip(data.index_dataset(tmp_path).frame["path"].map(lambda p: Path(p).name),
+                   data.index_dataset(tmp_path).frame["generator"], strict=True))
+    assert got == {"a.jpg": "", "b.jpg": "", "c.jpg": "flux"}
 
 
 def test_fingerprint(faces140k: Path, tmp_path: Path) -> None:
