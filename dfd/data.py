@@ -398,8 +398,9 @@ def generators(frame: pd.DataFrame) -> pd.Series:
     names, parents, grand = parts.str[-1], parts.str[-2].fillna(""), parts.str[-3].fillna("")
     out = pd.Series("", index=frame.index, dtype=object)
     fake = frame["label"].to_numpy() == FAKE
-    sub = fake & (grand == frame["class_name"].astype(str)).to_numpy()
-    out[sub] = parents[sub].str.lower()
+    if "class_name" in frame:
+        sub = fake & (grand == frame["class_name"].astype(str)).to_numpy()
+        out[sub] = parents[sub].str.lower()
     for prefix, name in GENERATOR_PREFIXES.items():
         out[fake & names.str.startswith(prefix).to_numpy()] = name
     return out
@@ -427,6 +428,8 @@ class Augment:
     flip: bool = True
     rotate_deg: float = 0.0          # random rotation in [-rotate_deg, rotate_deg]
     zoom: float = 0.0                # random zoom in [1 - zoom, 1 + zoom]
+    rescale_p: float = 0.0           # probability of a web resize: down by a factor in rescale_range, back up
+    rescale_range: tuple[float, float] = (0.5, 0.9)
     blur_p: float = 0.0              # probability of Gaussian blur, sigma uniform in blur_sigma
     blur_sigma: tuple[float, float] = (0.3, 1.5)
     noise_p: float = 0.0             # probability of Gaussian noise, sigma uniform in noise_sigma
@@ -447,6 +450,8 @@ class Augment:
     def apply(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         import cv2
 
+        if self.rescale_p and rng.random() < self.rescale_p:
+            img = imaging.rescale(img, float(rng.uniform(*self.rescale_range)))
         if self.jpeg_p and rng.random() < self.jpeg_p:
             img = imaging.jpeg_recompress(img, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
         if self.blur_p and rng.random() < self.blur_p:

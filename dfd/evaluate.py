@@ -92,8 +92,37 @@ def metrics(pred: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
+def generator_rates(pred: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Per split and dataset, for every dataset whose fakes name their generator: the recall on each
+    generator's fakes and the false-alarm rate on the reals, at ``threshold``. Columns split, dataset,
+    group ("real" or the generator), kind ("false alarm" or "recall"), n, rate, caught (fakes called fake or
+    reals called fake). The generator comes from the predictions' ``generator`` column, else from the paths
+    (:func:`dfd.data.generators`)."""
+    from dfd.data import generators
+
+    columns = ["split", "dataset", "group", "kind", "n", "rate", "caught"]
+    y, p = _valid(pred)
+    if not len(y):
+        return pd.DataFrame(columns=columns)
+    ok = pred.loc[np.isfinite(pd.to_numeric(pred["p_fake"], errors="coerce").to_numpy(np.float64))]
+    gen = ok["generator"].fillna("").astype(str) if "generator" in ok else generators(ok)
+    table = pd.DataFrame({"split": ok.get("split", "all"),
+                          "dataset": ok.get("dataset", ""),
+                          "group": np.where(y == 0, "real", gen.to_numpy()), "called_fake": p >= threshold})
+    named = table[table["group"] != ""].groupby(["split", "dataset"])["group"].transform(lambda g: (g != "real").any())
+    table = table[(table["group"] != "") & named.reindex(table.index, fill_value=False).astype(bool)]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    out = table.groupby(["split", "dataset", "group"], sort=True)["called_fake"].agg(["size", "sum"]).reset_index()
+    out.columns = ["split", "dataset", "group", "n", "caught"]
+    out["kind"] = np.where(out["group"] == "real", "false alarm", "recall")
+    out["rate"] = out["caught"] / out["n"]
+    return out[columns].reset_index(drop=True)
+
+
 def metrics_report(pred: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
-    """The content of metrics.json: metrics per split (and per dataset within a split where several)."""
+    """The content of metrics.json: metrics per split (and per dataset within a split where several), and
+    where a dataset's fakes name their generator, recall per generator and the false-alarm rate on reals."""
     report: dict[str, Any] = {"threshold": float(threshold)}
     if "split" not in pred.columns:
         report["all"] = metrics(pred, threshold)
@@ -103,6 +132,9 @@ def metrics_report(pred: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]
         if "dataset" in part.columns and part["dataset"].nunique() > 1:
             report.setdefault("by_dataset", {})[str(split)] = {
                 str(ds): metrics(sub, threshold) for ds, sub in part.groupby("dataset")}
+    rates = generator_rates(pred, threshold)
+    if len(rates):
+        report["by_generator"] = rates.to_dict(orient="records")
     return report
 
 
@@ -185,21 +217,30 @@ def fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The threshold maximising accuracy (ties: the one nearest 0.5), midway between neighbouring scores."""
+def best_threshold(y: np.ndarray, p: np.ndarray, max_false_alarm: float | None = None) -> float:
+    """The threshold maximising accuracy (ties: the one nearest 0.5), midway between neighbouring scores.
+    With ``max_false_alarm``, only thresholds that call at most that fraction of the reals fake are
+    considered (a false alarm costs a real person; the tool should not cry "fake" at ordinary photos)."""
     if len(y) == 0 or len(np.unique(y)) < 2:
         return 0.5
     s = np.unique(p)
     candidates = np.concatenate([[0.5], (s[:-1] + s[1:]) / 2, [s[0] - EPS, s[-1] + EPS]])
     candidates = np.clip(candidates, 0.0, 1.0)
+    if max_false_alarm is not None:
+        reals = np.sort(np.asarray(p)[np.asarray(y) == 0])
+        false_alarm = 1.0 - np.searchsorted(reals, candidates, side="left") / max(len(reals), 1)
+        candidates = candidates[false_alarm <= max_false_alarm + 1e-12]
     acc = np.array([np.mean((p >= t) == y) for t in candidates])
     best = np.flatnonzero(acc >= acc.max() - 1e-12)
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
 
 
-def calibrate(run: runs.Run | str | Path, split: str = "val") -> dict[str, Any]:
-    """Fit temperature and threshold on the run's ``split`` predictions; write and return calibration.json."""
+def calibrate(run: runs.Run | str | Path, split: str = "val", max_false_alarm: float | None = None) -> dict[str, Any]:
+    """Fit temperature and threshold on the run's ``split`` predictions; write and return calibration.json.
+    ``max_false_alarm`` (default: the run's config, as trained) caps the false-alarm rate on ``split``."""
     run = runs.get_run(run)
+    if max_false_alarm is None:
+        max_false_alarm = run.config.get("max_false_alarm")
     pred = run.predictions()
     part = pred[pred["split"] == split] if "split" in pred.columns else pred.iloc[0:0]
     y, p = _valid(part)
@@ -208,9 +249,10 @@ def calibrate(run: runs.Run | str | Path, split: str = "val") -> dict[str, Any]:
                               "calibrate on")
     t = fit_temperature(y, p)
     q = apply_temperature(p, t)
-    thr = best_threshold(y, q)
+    thr = best_threshold(y, q, max_false_alarm)
     result: dict[str, Any] = {
         "temperature": t, "threshold": thr, "fitted_on": split, "n": int(len(y)),
+        "max_false_alarm": max_false_alarm, "false_alarm_at_threshold": float(np.mean(q[y == 0] >= thr)),
         "ece_before": expected_calibration_error(y, p), "ece_after": expected_calibration_error(y, q),
         "accuracy_at_threshold": float(np.mean((q >= thr) == y)),
     }
@@ -291,7 +333,8 @@ def predict_frame(predict: Callable[[np.ndarray], np.ndarray], frame: pd.DataFra
     probs, errors = predict_paths(predict, paths, image_size, batch_size, transform=transform, progress=progress)
     out = pd.DataFrame({"path": paths, "label": frame["label"].astype(int).to_numpy(), "p_fake": probs,
                         "split": frame["split"].to_numpy() if "split" in frame else "all",
-                        "dataset": frame["dataset"].to_numpy() if "dataset" in frame else ""})
+                        "dataset": frame["dataset"].to_numpy() if "dataset" in frame else "",
+                        "generator": frame["generator"].to_numpy() if "generator" in frame else ""})
     return out, errors
 
 

@@ -143,6 +143,13 @@ def gaussian_blur(img: np.ndarray, sigma: float, ksize: int = 0) -> np.ndarray:
     return cv2.GaussianBlur(img, (k, k), sigmaX=max(float(sigma), 0.0))
 
 
+def rescale(img: np.ndarray, factor: float) -> np.ndarray:
+    """What a web page does to an upload: shrink by ``factor`` (area) and bring it back to its size (bilinear)."""
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def gaussian_noise(img: np.ndarray, sigma: float, seed: int | np.random.Generator | None = None) -> np.ndarray:
     """Add zero-mean Gaussian noise with standard deviation ``sigma`` (on the 0..255 scale)."""
     if sigma <= 0:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import keras
 
 COMPLETE, INTERRUPTED, FAILED, RUNNING = "complete", "interrupted", "failed", "running"
-PREDICTION_COLUMNS = ["path", "label", "p_fake", "split", "dataset"]
+PREDICTION_COLUMNS = ["path", "label", "p_fake", "split", "dataset", "generator"]
 TMP_PREFIX = ".tmp-"
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -77,6 +77,10 @@ class TrainConfig:
     bn_batches: int = 50                    # recompute batch-norm statistics over this many batches (0: off)
     predict_splits: list[str] = field(default_factory=lambda: ["val", "test"])
     tta: bool = False                       # serve P(fake) averaged over the image and its mirror image
+    pretrained: bool = False                # ImageNet weights for the architecture's backbone (installed package)
+    backbone_lr_scale: float = 1.0          # the pretrained backbone learns at learning_rate * this
+    exclude_generators: list[str] | None = None  # drop these generators' fakes from train and val (test keeps them)
+    max_false_alarm: float | None = None    # served threshold: best on val with at most this false-alarm rate
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +145,33 @@ def _learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> Any:
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else cfg.learning_rate, decay_steps=max(1, total - warmup),
         alpha=cfg.min_lr_ratio, warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup)
+
+
+def optimizer(cfg: TrainConfig, learning_rate: Any, model: Any) -> Any:
+    """Adam (AdamW with weight decay) whose step is ``backbone_lr_scale`` times smaller for the variables of
+    the model's pretrained backbone (the nested model :data:`dfd.models.BACKBONE`): fine-tuning keeps ImageNet
+    features while the new layers learn at the full rate."""
+    import keras
+
+    from dfd.models import BACKBONE
+
+    base = keras.optimizers.AdamW if cfg.weight_decay else keras.optimizers.Adam
+    kwargs = {"weight_decay": cfg.weight_decay} if cfg.weight_decay else {}
+    names = {layer.name for layer in model.layers}
+    if cfg.backbone_lr_scale == 1.0 or BACKBONE not in names:
+        return base(learning_rate=learning_rate, **kwargs)
+    scale = float(cfg.backbone_lr_scale)
+    slow: set[int] = set()
+    for v in model.get_layer(BACKBONE).trainable_variables:
+        slow.update({id(v), id(getattr(v, "value", v))})
+
+    class BackboneScaled(base):  # type: ignore[misc, valid-type]
+        def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> Any:
+            if id(variable) in slow:
+                learning_rate = learning_rate * scale
+            return super().update_step(gradient, variable, learning_rate)
+
+    return BackboneScaled(learning_rate=learning_rate, **kwargs)
 
 
 def _callback_class() -> type:
@@ -291,6 +322,11 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
         raise TrainError("epochs and batch_size must be at least 1 and learning_rate positive")
     if not cfg.data:
         raise TrainError("no dataset folder given (config.data)")
+    if cfg.pretrained and cfg.architecture not in models.PRETRAINED_ARCHITECTURES:
+        raise TrainError(f"architecture {cfg.architecture!r} has no pretrained weights; those that do: "
+                         f"{', '.join(sorted(models.PRETRAINED_ARCHITECTURES))}")
+    if not 0 <= cfg.backbone_lr_scale <= 1:
+        raise TrainError(f"backbone_lr_scale must be in 0..1 (got {cfg.backbone_lr_scale})")
     image_size = int(cfg.image_size or models.DEFAULT_SIZES[cfg.architecture])
 
     index = index_dataset(cfg.data, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.seed)
@@ -300,6 +336,12 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
         if frame.empty:
             raise TrainError(f"none of the datasets {cfg.datasets} are in {cfg.data} "
                              f"(it has: {', '.join(sorted(index.frame['dataset'].unique()))})")
+    if cfg.exclude_generators:
+        unknown = sorted(set(cfg.exclude_generators) - set(frame["generator"]))
+        if unknown:
+            raise TrainError(f"generator(s) {', '.join(unknown)} not in {cfg.data} (it has: "
+                             f"{', '.join(sorted(g for g in frame['generator'].unique() if g)) or 'none named'})")
+        frame = frame[~(frame["generator"].isin(cfg.exclude_generators) & frame["split"].isin(["train", "val"]))]
     frame = limit_split(frame, cfg.limit, cfg.seed)
     train_df = frame[frame["split"] == "train"].reset_index(drop=True)
     val_df = frame[frame["split"] == "val"].reset_index(drop=True)
@@ -415,10 +457,9 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     val_ds = make_dataset(val_df, image_size, cfg.batch_size, shuffle=False, bad_files=bad_files)
 
     with strat.scope():
-        model = models.build_model(cfg.architecture, image_size, **cfg.arch_kwargs)
-        lr = _learning_rate(cfg, steps)
-        opt = (keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay) if cfg.weight_decay
-               else keras.optimizers.Adam(learning_rate=lr))
+        extra = {"pretrained": True} if cfg.pretrained else {}
+        model = models.build_model(cfg.architecture, image_size, **cfg.arch_kwargs, **extra)
+        opt = optimizer(cfg, _learning_rate(cfg, steps), model)
         model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(),
                       metrics=[_accuracy_metric(bool(augment and augment.mixup)), keras.metrics.AUC(name="auc")])
     record.update(params=int(model.count_params()), replicas=replicas, strategy_class=type(strat).__name__,

@@ -95,6 +95,30 @@ def test_best_threshold():
     assert 0.3 < t <= 0.35 and np.mean((p >= t) == y) == 1.0
 
 
+def test_best_threshold_with_a_false_alarm_cap():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.7, 0.4, 0.6, 0.8, 0.9])
+    free = evaluate.best_threshold(y, p)
+    assert np.mean(p[y == 0] >= free) == 0.25  # best accuracy calls one real fake
+    capped = evaluate.best_threshold(y, p, max_false_alarm=0.0)
+    assert np.mean(p[y == 0] >= capped) == 0.0 and capped > 0.7
+
+
+def test_generator_rates_recall_per_generator_and_false_alarms():
+    d = "../shared/data/modern-faces-128/real-vs-fake/test"
+    pred = pd.DataFrame({
+        "path": [f"{d}/real/rd_1.jpg", f"{d}/real/rd_2.jpg", f"{d}/fake/fd_1.jpg", f"{d}/fake/fcv_2.jpg",
+                 f"{d}/fake/sd21_3.jpg", f"{d}/fake/sd21_4.jpg", "x/lfw/Fake/a.jpg", "x/lfw/Real/b.jpg"],
+        "label": [0, 0, 1, 1, 1, 1, 1, 0], "p_fake": [0.9, 0.1, 0.8, 0.2, 0.7, 0.6, 0.9, 0.1],
+        "split": "test", "dataset": ["modern"] * 6 + ["lfw"] * 2})
+    rates = evaluate.generator_rates(pred, threshold=0.65)
+    got = {(r.group, r.kind): (r.n, r.rate) for r in rates.itertuples()}
+    assert got == {("real", "false alarm"): (2, 0.5), ("stylegan2", "recall"): (2, 0.5), ("sd2.1", "recall"): (2, 0.5)}
+    assert set(rates["dataset"]) == {"modern"}  # lfw's fakes do not name a generator
+    report = evaluate.metrics_report(pred, 0.65)
+    assert len(report["by_generator"]) == 3
+
+
 def test_calibrate_writes_calibration_json(tmp_path):
     rng = np.random.default_rng(1)
     n = 400

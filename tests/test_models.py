@@ -24,7 +24,7 @@ def test_registry_importable_without_tensorflow():
 
 @pytest.mark.parametrize("name", sorted(models.ARCHITECTURES))
 def test_every_architecture_builds_small(name):
-    kw = {"filters": 8} if name == "seed_224" else {}
+    kw = {"seed_224": {"filters": 8}, "lite0_hf": {"view": 48, "work_size": 24}}.get(name, {})
     model = models.build_model(name, 48, **kw)
     assert model.input_shape == (None, 48, 48, 3)
     assert model.output_shape == (None, 1)
@@ -88,7 +88,9 @@ def test_register_decorator_adds_an_architecture():
 @pytest.mark.parametrize("name, kw", [("srm_cnn", {}), ("seed_2conv", {}),
                                       ("lowres_cnn", {"head": "flat", "thumb": 8, "work_size": 16}),
                                       ("lowres_cnn", {"head": "flat", "zoom": 20, "work_size": 10}),
-                                      ("lowres_cnn", {"head": "flat", "work_size": 10, "energy_scales": [1, 2]})])
+                                      ("lowres_cnn", {"head": "flat", "work_size": 10, "energy_scales": [1, 2]}),
+                                      ("lite0_hf", {"view": 40, "work_size": 20, "pretrained": True,
+                                                    "train_blocks": 4})])
 def test_save_load_safe_mode_same_predictions(tmp_path, name, kw):
     from dfd import runs
 
@@ -171,3 +173,22 @@ def test_lowres_cnn_zoom_tower_sees_only_the_centre():
     np.testing.assert_allclose(np.asarray(zoom_feats(border, training=False)), base, atol=1e-5)
     assert not np.allclose(np.asarray(zoom_feats(inner, training=False)), base, atol=1e-5)
     assert not np.allclose(np.asarray(model(border, training=False)), np.asarray(model(x, training=False)))
+
+
+def test_lite0_hf_trunk_is_pretrained_with_frozen_batchnorm_and_early_blocks():
+    import keras
+
+    model = models.build_model("lite0_hf", 64, view=32, work_size=16, pretrained=True, train_blocks=6)
+    trunk = model.get_layer(models.BACKBONE)
+    reference = models.efficientnet_lite0(32, pretrained=True)
+    np.testing.assert_array_equal(trunk.get_layer("block12_dwconv").get_weights()[0],
+                                  reference.get_layer("block12_dwconv").get_weights()[0])
+    assert all(not layer.trainable for layer in trunk.layers if isinstance(layer, keras.layers.BatchNormalization))
+    assert not trunk.get_layer("stem_conv").trainable and not trunk.get_layer("block9_dwconv").trainable
+    assert trunk.get_layer("block10_dwconv").trainable and trunk.get_layer("head_conv").trainable
+    assert model.get_layer("l1_conv").trainable  # the high-frequency tower trains from scratch
+    scratch = models.build_model("lite0_hf", 64, view=32, work_size=16)
+    assert not np.array_equal(scratch.get_layer(models.BACKBONE).get_layer("block12_dwconv").get_weights()[0],
+                              reference.get_layer("block12_dwconv").get_weights()[0])
+    with pytest.raises(models.ArchitectureError, match="view"):
+        models.build_model("lite0_hf", 64, view=48)

@@ -260,3 +260,50 @@ def test_balance_datasets_repeats_the_smaller_dataset_up_to_the_larger():
     assert out.loc[out["dataset"] == "big", "path"].tolist() == frame["path"][:7].tolist()
     assert balance_datasets(frame, seed=0).equals(out)  # deterministic for a seed
     assert balance_datasets(frame[frame["dataset"] == "big"], seed=0).equals(frame[frame["dataset"] == "big"])
+
+
+def test_backbone_learns_at_its_own_rate():
+    """backbone_lr_scale reaches the optimizer: at 0 the pretrained trunk stays as loaded while the new layers
+    learn; at 1 the trunk moves too."""
+    import numpy as np
+
+    from dfd import models
+    from dfd.train import optimizer
+
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.array([0, 1] * 4, "float32")
+    moved = {}
+    for scale in (0.0, 1.0):
+        model = models.build_model("efficientnet_lite0", 32, pretrained=True)
+        trunk_before = model.get_layer(models.BACKBONE).get_layer("head_conv").get_weights()[0].copy()
+        head_before = model.get_layer("p_fake").get_weights()[0].copy()
+        model.compile(optimizer=optimizer(TrainConfig(backbone_lr_scale=scale), 1e-2, model),
+                      loss="binary_crossentropy")
+        model.train_on_batch(x, y)
+        trunk_after = model.get_layer(models.BACKBONE).get_layer("head_conv").get_weights()[0]
+        assert not np.array_equal(model.get_layer("p_fake").get_weights()[0], head_before)
+        moved[scale] = float(np.abs(trunk_after - trunk_before).max())
+    assert moved[0.0] == 0.0 and moved[1.0] > 1e-4
+
+
+def test_pretrained_needs_an_architecture_with_weights(faces, tmp_path):
+    with pytest.raises(TrainError, match="no pretrained weights"):
+        train(_cfg(faces, tmp_path, pretrained=True))
+    assert not any(tmp_path.iterdir())
+
+
+def test_excluded_generator_is_left_out_of_train_and_val_and_scored_on_test(modern, tmp_path):
+    with pytest.raises(TrainError, match="not in"):
+        train(_cfg(modern, tmp_path, exclude_generators=["flux"]))
+    path = train(_cfg(modern, tmp_path, name="logo", exclude_generators=["sd2.1"], epochs=1, image_size=32,
+                      batch_size=64))
+    cfg = json.loads((path / "config.json").read_text())
+    pred = pd.read_csv(path / "predictions.csv")
+    names = pred["path"].map(lambda p: Path(p).name)
+    assert not names[pred["split"] == "val"].str.startswith("sd21_").any()
+    assert names[pred["split"] == "test"].str.startswith("sd21_").any()
+    assert (pred.loc[names.str.startswith("sd21_"), "generator"] == "sd2.1").all()
+    # train and val lost exactly the SD 2.1 fakes (521 and 66); test keeps all 300 fakes
+    assert cfg["split_counts"]["train"] == {"real": 2000, "fake": 2800 - 521}
+    assert cfg["split_counts"]["val"] == {"real": 300, "fake": 300 - 66}
+    assert cfg["split_counts"]["test"] == {"real": 300, "fake": 300}
