@@ -53,7 +53,7 @@ def test_training_learns_and_writes_run(faces, tmp_path):
     assert {"loss", "val_loss", "accuracy", "val_accuracy", "lr"} <= set(hist.columns)
     assert hist["lr"].iloc[0] < hist["lr"].iloc[1] or hist["lr"].iloc[-1] < hist["lr"].max()  # warm-up / decay
     pred = pd.read_csv(path / "predictions.csv")
-    assert list(pred.columns) == ["path", "label", "p_fake", "split", "dataset"]
+    assert list(pred.columns) == ["path", "label", "p_fake", "split", "dataset", "generator"]
     assert sorted(pred["split"].unique()) == ["test", "val"] and len(pred) == 80
     assert [e for e, _, _ in seen if float(e).is_integer()] == [1, 2, 3, 4, 5, 6]
     # The saved best model reproduces the stored predictions.
