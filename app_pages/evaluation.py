@@ -85,6 +85,12 @@ for col, (label, key) in zip(cols, [("Accuracy", "accuracy"), ("Precision", "pre
 st.caption(f"{m['n']:,} images ({m['n_real']:,} real, {m['n_fake']:,} fake)"
            + (f"; {m['n_unreadable']} unreadable left out" if m["n_unreadable"] else "")
            + ". Fake is the positive class; precision and recall are for 'fake'.")
+rates = evaluate.generator_rates(part, threshold)
+if len(rates):
+    st.markdown(f"**Per generator** (threshold {threshold:.2f}): recall on each generator's fakes, and the "
+                "false-alarm rate on the reals of the same dataset")
+    st.dataframe(rates.drop(columns="split").rename(columns={"group": "generator / reals", "caught": "called fake"}),
+                 hide_index=True, column_config={"rate": st.column_config.NumberColumn(format="%.3f")})
 
 # ---------------------------------------------------------------------------------------------- confusion
 cm = np.asarray(m["confusion"], dtype=float)

@@ -399,6 +399,32 @@ def _metrics_line(report: dict[str, Any]) -> str:
     return "  ".join(f"{k} {_fmt(report.get(k))}" for k in keys if k in report)
 
 
+def _generator_lines(report: dict[str, Any]) -> list[str]:
+    """Recall per generator and the false-alarm rate on reals, from a metrics report's by_generator rows."""
+    return [f"    {row['dataset']} {row['split']}: {row['kind']} on {row['group']} {_fmt(row['rate'])} "
+            f"({row['caught']} of {row['n']})" for row in report.get("by_generator", [])]
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from dfd import card
+
+    if args.compare:
+        table = card.compare([_run(name, args.runs_dir) for name in args.compare])
+        _write_csv(table, args.csv or "-")
+        return 0
+    if not args.run:
+        raise CliError("name a RUN (or --compare RUN...)")
+    run = _run(args.run, args.runs_dir)
+    if args.check:
+        problems = card.check(_existing(args.check, "model card").read_text(), run)
+        for line in problems:
+            print(line)
+        print(f"{args.check}: {'differs from' if problems else 'matches'} run {run.name}'s files")
+        return EXIT_ERROR if problems else 0
+    print(card.render(run), end="")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfd import evaluate, runs
 
@@ -417,12 +443,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for key, value in report.items():
         if isinstance(value, dict) and "accuracy" in value:
             print(f"  {key}: " + _metrics_line(value))
+    for line in _generator_lines(report):
+        print(line)
     calibrated = report.get("calibrated")
     if isinstance(calibrated, dict):
         print(f"calibrated (the run's temperature, threshold {_fmt(calibrated.get('threshold'))}):")
         for key, value in calibrated.items():
             if isinstance(value, dict) and "accuracy" in value:
                 print(f"  {key}: " + _metrics_line(value))
+        for line in _generator_lines(calibrated):
+            print(line)
     errors = runs._read_csv(folder / "errors.csv", ["path", "reason"])
     if len(errors):
         print(f"  unreadable files skipped: {len(errors)} (listed in {folder / 'errors.csv'})")
@@ -674,6 +704,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="write the table as CSV to FILE ('-' for stdout)")
     _runs_dir(p)
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("card", formatter_class=_Formatter, help="a run's model-card tables, made from its files",
+                       description="Print the model-card tables of RUN (between <!-- dfd-card:NAME --> markers), "
+                                   "made from its files; --check CARD compares a card with them cell by cell; "
+                                   "--compare RUN... writes the runs-compared table (runs_compared.csv) as CSV.")
+    p.add_argument("run", metavar="RUN", nargs="?", help="run name (in --runs-dir) or run folder path")
+    p.add_argument("--check", metavar="CARD", help="compare this card (e.g. models/README.md) with the run's files")
+    p.add_argument("--compare", metavar="RUN", nargs="+", help="runs to compare, one row each")
+    p.add_argument("--csv", metavar="FILE", help="with --compare: write here (default: standard output)")
+    _runs_dir(p)
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("robustness", formatter_class=_Formatter, help="accuracy under JPEG, blur and noise",
                        description="Score a run on a split under JPEG re-compression, Gaussian blur and noise; "
