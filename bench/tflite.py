@@ -2,10 +2,12 @@
 
     python bench/tflite.py [RUN] [--per-dataset 60] [--data ../shared/data] [--repeat 30]
 
-Exports the run (dfd.export.export, into a temporary folder unless --keep), then for each engine prints the
+Exports the run (dfd.export.export, into a temporary folder, never the run folder), then for each engine prints the
 file size, the single-image latency (median of --repeat calls on one 1-image batch, after warm-up; Keras
 through a tf.function, as the app serves it) and accuracy / ROC AUC / mean |P - P_keras| on up to
---per-dataset test images of every dataset in the data folder, with ratios to Keras.
+--per-dataset test images of every dataset in the data folder, with ratios to Keras. Verdicts are the served
+ones: P(fake) after the run's temperature, at its threshold. ``--record DIR`` also writes the figures to
+DIR/tflite.json (the model card's TensorFlow Lite table: ``python -m dfd card``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import pandas as pd  # noqa: E402
 
 from dfd import imaging  # noqa: E402
 from dfd.data import index_dataset  # noqa: E402
-from dfd.evaluate import predictor  # noqa: E402
+from dfd.evaluate import apply_temperature, predictor  # noqa: E402
 from dfd.export import export, tflite_predictor  # noqa: E402
-from dfd.runs import get_run, load_model  # noqa: E402
+from dfd.runs import get_run, load_model, write_json_atomic  # noqa: E402
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -43,7 +45,7 @@ def main() -> int:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
     ap.add_argument("--per-dataset", type=int, default=60)
     ap.add_argument("--repeat", type=int, default=30)
-    ap.add_argument("--keep", action="store_true", help="write the .tflite files into the run folder")
+    ap.add_argument("--record", metavar="DIR", help="write the figures to DIR/tflite.json")
     args = ap.parse_args()
 
 
@@ -58,7 +60,7 @@ def main() -> int:
     labels = sample["label"].to_numpy()
     datasets = sample["dataset"].to_numpy()
 
-    out_dir = run.path if args.keep else Path(tempfile.mkdtemp(prefix="dfd-tflite-"))
+    out_dir = Path(tempfile.mkdtemp(prefix="dfd-tflite-"))  # never into the run folder
     t0 = time.perf_counter()
     files = export(run, out_dir, data_root=args.data)
     print(f"exported in {time.perf_counter() - t0:.0f} s to {out_dir}")
@@ -82,26 +84,35 @@ def main() -> int:
             t = time.perf_counter()
             predict(one)
             times.append(time.perf_counter() - t)
-        probs = predict(images)
+        probs = apply_temperature(predict(images), run.temperature)
         results[name] = {"bytes": nbytes, "ms": statistics.median(times) * 1000, "p": probs}
 
     ref = results["keras"]
+    thr = run.threshold
     print(f"\nrun {run.name}: {len(images)} test images ({', '.join(sorted(set(datasets)))}), {size} px, "
-          f"threshold 0.5")
+          f"served threshold {thr:.3f}")
     header = f"{'engine':16} {'size KB':>8} {'x keras':>7} {'ms/img':>7} {'x keras':>7} {'acc':>6} {'auc':>6} " \
              f"{'|dP| mean':>9} {'flips':>5}"
     print(header)
+    rows = []
     for name, r in results.items():
-        acc = float(((r["p"] > 0.5) == labels).mean())
+        acc = float(((r["p"] >= thr) == labels).mean())
         dp = float(np.abs(r["p"] - ref["p"]).mean())
-        flips = int(((r["p"] > 0.5) != (ref["p"] > 0.5)).sum())
+        flips = int(((r["p"] >= thr) != (ref["p"] >= thr)).sum())
+        rows.append({"engine": name, "kb": r["bytes"] / 1024, "ms": r["ms"], "accuracy": acc,
+                     "roc_auc": _auc(labels, r["p"]), "changed": flips, "n": len(labels)})
         print(f"{name:16} {r['bytes'] / 1024:8.0f} {r['bytes'] / ref['bytes']:7.2f} {r['ms']:7.1f} "
               f"{r['ms'] / ref['ms']:7.2f} {acc:6.3f} {_auc(labels, r['p']):6.3f} {dp:9.4f} {flips:5d}")
     print("\nper dataset accuracy:")
     for d in sorted(set(datasets)):
         m = datasets == d
-        cells = "  ".join(f"{name} {float(((r['p'][m] > 0.5) == labels[m]).mean()):.3f}" for name, r in results.items())
+        cells = "  ".join(f"{name} {float(((r['p'][m] >= thr) == labels[m]).mean()):.3f}" for name, r in results.items())
         print(f"  {d:20} n={int(m.sum()):3d}  {cells}")
+    if args.record:
+        target = write_json_atomic(Path(args.record) / "tflite.json",
+                                   {"run": run.name, "images": len(labels), "datasets": sorted(set(datasets)),
+                                    "threshold": thr, "repeat": args.repeat, "engines": rows})
+        print(f"wrote {target}")
     return 0
 
 
