@@ -22,6 +22,7 @@ if run is None:
 if not run.has_model:
     st.error(f"Run **{run.name}** has no model file (status: {run.status}). Choose another run in the sidebar.")
     st.stop()
+st.caption(detect.trained_on_text(run))
 
 _shared.warm_detector(run)  # load TensorFlow and the model in the background while files are chosen
 c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")

@@ -81,6 +81,27 @@ CAVEATS = (
 )
 
 
+# What the fakes of the shared datasets are (their README); a dataset not listed is named as it is.
+KNOWN_FAKES = {
+    "faces-140k-mini": "StyleGAN (v1) faces",
+    "lfw-faceswap": "classic face swaps of LFW photos",
+    "modern-faces-128": "StyleGAN2 faces from thispersondoesnotexist and Stable Diffusion 2.1 faces",
+    "real-and-fake-face": "photoshopped composites (edited eyes, nose, mouth)",
+}
+GENERATOR_LABELS = {"stylegan2": "StyleGAN2", "sd2.1": "Stable Diffusion 2.1"}
+
+
+def trained_on_text(run: Any) -> str:
+    """One sentence on what a run has seen: the fakes of each training dataset, less any generator left out."""
+    parts = [f"{KNOWN_FAKES.get(d, d)} ({d})" for d in run.trained_on]
+    text = "; ".join(parts) if parts else "data it did not record"
+    left_out = [GENERATOR_LABELS.get(g, g) for g in run.config.get("exclude_generators") or []]
+    if left_out:
+        text += f", without {', '.join(left_out)}"
+    return (f"Run {run.name} was trained on {text}. Fakes from anything else (other GANs, Flux, SDXL, DALL-E, "
+            "Midjourney, newer face swaps, other editing tools) are outside what it has seen.")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Results
 

@@ -239,3 +239,18 @@ def test_detect_path_accuracy_matches_the_images_as_they_are(faces140k):
     print(f"accuracy as is {acc_as_is:.3f}, through detect {acc_detect:.3f} on {len(frame)} images")
     assert acc_as_is > 0.6, "the default model should beat chance on its own test data"
     assert acc_detect >= acc_as_is - 0.02
+
+
+def test_trained_on_text_names_the_fakes_a_run_has_seen(tmp_path):
+    from dfd import runs
+
+    run_dir = tmp_path / "logo"
+    run_dir.mkdir()
+    runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["lfw-faceswap", "modern-faces-128"],
+                                                     "exclude_generators": ["sd2.1"]})
+    text = detect.trained_on_text(runs.Run(run_dir))
+    assert "classic face swaps of LFW photos (lfw-faceswap)" in text
+    assert "StyleGAN2 faces from thispersondoesnotexist" in text
+    assert text.count("without Stable Diffusion 2.1") == 1
+    runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["my-set"]})
+    assert "trained on my-set (my-set)" in detect.trained_on_text(runs.Run(run_dir))
