@@ -429,12 +429,28 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
 CROSS_COLUMNS = ["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc"]
 
 
+def _generator_rows(run: runs.Run, pred: pd.DataFrame, dataset: str, seen: list[str]) -> list[dict[str, Any]]:
+    """Where a dataset's fakes name their generator: one row per generator (its fakes and the dataset's reals),
+    "unseen generator" when the run was trained without it."""
+    gens = pred["generator"].fillna("").astype(str)
+    left_out = set(run.config.get("exclude_generators") or [])
+    rows = []
+    for gen in sorted(set(gens[pred["label"] == 1]) - {""}):
+        m = metrics(pred[(pred["label"] == 0) | (gens == gen)], run.threshold)
+        domain = ("unseen generator" if gen in left_out else "in-domain") if dataset in seen else "out-of-domain"
+        rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": f"{dataset} / {gen}",
+                     "domain": domain, "n": m["n"], "accuracy": m["accuracy"], "roc_auc": m["roc_auc"]})
+    return rows
+
+
 def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, split: str = "test",
                   limit: int | None = None, *, into: runs.Run | str | Path | None = None, batch_size: int = 64,
                   progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """How far detectors travel: each run scores each dataset's ``split`` at ``data_root``, marked in-domain
     (the run was trained on that dataset) or out-of-domain. Accuracy at each run's calibrated threshold.
 
+    Datasets whose fakes name their generator also get a row per generator ("<dataset> / <generator>": that
+    generator's fakes with the dataset's reals), marked "unseen generator" for a run trained without it.
     Columns: run, trained_on, dataset, domain, n, accuracy, roc_auc. Written as cross_dataset.csv into the
     run ``into`` (default: the first run), where the Evaluation page shows it.
     """
@@ -454,6 +470,7 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
             rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": dataset,
                          "domain": "in-domain" if dataset in seen else "out-of-domain", "n": m["n"],
                          "accuracy": m["accuracy"], "roc_auc": m["roc_auc"]})
+            rows += _generator_rows(run, pred, dataset, seen)
             done += 1
             if progress:
                 progress(done, len(chosen) * len(parts))

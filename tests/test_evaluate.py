@@ -247,3 +247,18 @@ def test_a_tta_run_serves_mirror_averaged_p_fake_everywhere(trained, tmp_path):
     np.testing.assert_allclose(detector.calibrate(expected), detector.predict_arrays(x), atol=1e-5)
     files = export.export(run, tmp_path / "tflite", kinds=("float",))
     np.testing.assert_allclose(export.tflite_predictor(files["float32"])(x), expected, atol=1e-4)
+
+
+def test_cross_dataset_rows_per_generator_mark_the_one_left_out(tmp_path):
+    run_dir = tmp_path / "logo"
+    run_dir.mkdir()
+    runs.write_json_atomic(run_dir / "config.json", {"exclude_generators": ["sd2.1"]})
+    pred = pd.DataFrame({"path": list("abcdef"), "label": [0, 0, 1, 1, 1, 1],
+                         "p_fake": [0.1, 0.2, 0.9, 0.8, 0.3, 0.7],
+                         "generator": ["", "", "stylegan2", "stylegan2", "sd2.1", "sd2.1"]})
+    rows = {r["dataset"]: r for r in evaluate._generator_rows(runs.Run(run_dir), pred, "modern", ["modern"])}
+    assert rows["modern / stylegan2"]["domain"] == "in-domain" and rows["modern / stylegan2"]["accuracy"] == 1.0
+    assert rows["modern / sd2.1"]["domain"] == "unseen generator" and rows["modern / sd2.1"]["accuracy"] == 0.75
+    assert rows["modern / sd2.1"]["n"] == 4
+    other = evaluate._generator_rows(runs.Run(run_dir), pred, "modern", ["lfw"])
+    assert {r["domain"] for r in other} == {"out-of-domain"}
