@@ -64,6 +64,7 @@ class TrainConfig:
     augment: dict[str, Any] | None = field(default_factory=lambda: {"flip": True})
     class_weight: bool = True
     balance_datasets: bool = False          # oversample smaller datasets so each is seen equally per epoch
+    balance_classes: bool = False           # within each dataset, oversample the smaller class to the larger
     patience: int = 3                       # epochs without improvement before early stopping; 0: never
     monitor: str = "val_loss"               # val_loss (min) or val_auc / val_accuracy (max)
     val_frac: float = 0.15                  # only for datasets without a split
@@ -293,6 +294,22 @@ def balance_datasets(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def balance_classes(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """``frame`` with, within each dataset, the smaller class's rows repeated up to the larger class's count
+    (whole copies, then a seeded sample without replacement). Global class weights cannot do this when datasets
+    lean different ways (modern-faces-128 is 58% fake): there the model learns "this kind of image is fake",
+    which shows up as false alarms on that dataset's reals."""
+    key = frame["dataset"] if "dataset" in frame else pd.Series("", index=frame.index)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _, group in frame.groupby(key, sort=True):
+        target = int(group["label"].value_counts().max())
+        for _, cls in group.groupby("label", sort=True):
+            whole, rest = divmod(target, len(cls))
+            parts += [cls] * whole + [cls.iloc[np.sort(rng.choice(len(cls), rest, replace=False))]]
+    return pd.concat(parts, ignore_index=True)
+
+
 def _class_weights(labels: np.ndarray) -> dict[int, float]:
     n, n_fake = len(labels), int(labels.sum())
     n_real = n - n_fake
@@ -445,8 +462,11 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     from dfd.data import Augment, make_dataset
 
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.balance_classes:
+        train_df = balance_classes(train_df, cfg.seed)
     if cfg.balance_datasets:
         train_df = balance_datasets(train_df, cfg.seed)
+    if cfg.balance_classes or cfg.balance_datasets:
         record["balanced_train_images"] = len(train_df)
     strat = make_strategy(strategy if strategy is not None else cfg.strategy)
     replicas = int(strat.num_replicas_in_sync)

@@ -307,3 +307,17 @@ def test_excluded_generator_is_left_out_of_train_and_val_and_scored_on_test(mode
     assert cfg["split_counts"]["train"] == {"real": 2000, "fake": 2800 - 521}
     assert cfg["split_counts"]["val"] == {"real": 300, "fake": 300 - 66}
     assert cfg["split_counts"]["test"] == {"real": 300, "fake": 300}
+
+
+def test_balance_classes_evens_each_dataset_on_its_own():
+    from dfd.train import balance_classes
+
+    frame = pd.DataFrame({"path": [f"m{i}" for i in range(7)] + [f"l{i}" for i in range(4)],
+                          "label": [0, 0, 1, 1, 1, 1, 1] + [0, 0, 0, 1],
+                          "dataset": ["modern"] * 7 + ["lfw"] * 4})
+    out = balance_classes(frame, seed=0)
+    counts = out.groupby(["dataset", "label"]).size().to_dict()
+    assert counts == {("modern", 0): 5, ("modern", 1): 5, ("lfw", 0): 3, ("lfw", 1): 3}
+    assert set(out["path"]) == set(frame["path"])  # nothing lost, only repeated
+    assert (out[out["dataset"] == "modern"]["path"].value_counts() <= 3).all()  # 2 reals -> 5: 2 copies + 1
+    pd.testing.assert_frame_equal(out, balance_classes(frame, seed=0))
