@@ -105,6 +105,7 @@ def generator_rates(pred: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     if not len(y):
         return pd.DataFrame(columns=columns)
     ok = pred.loc[np.isfinite(pd.to_numeric(pred["p_fake"], errors="coerce").to_numpy(np.float64))]
+    ok = ok.reset_index(drop=True)
     gen = ok["generator"].fillna("").astype(str) if "generator" in ok else generators(ok)
     table = pd.DataFrame({"split": ok.get("split", "all"),
                           "dataset": ok.get("dataset", ""),

@@ -1,34 +1,31 @@
-"""The shipped detector (models/default): loads, is accurate on real test images, serves the same P(fake) everywhere.
+"""The shipped detector (models/default): loads, clears its accuracy floors on real test images, serves the same
+P(fake) everywhere, and its model card is its own files.
 
-Accuracy is checked on a fixed sample of each dataset's own test split (stable: the split is a function of the
-file names; the sample is seeded), against floors set a sample margin below the figures in models/README.md.
-Skipped, with the reason, where ../shared/data is absent.
+Every test image of each dataset the default was trained on is scored here (about 1,700 images, half a minute):
+the same images as its recorded predictions.csv, so the floors below are checked on the served verdicts
+(mirror-averaged, calibrated P(fake) at the run's threshold), not on a sample. Skipped, with the reason, where
+../shared/data is absent.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from conftest import FACES_140K, LFW, REPO, RFF, need
+from conftest import LFW, REPO, SHARED_DATA, need
 
 from dfd import DEFAULT_RUN, MODELS_DIR
 
-N_PER_DATASET = 60  # 30 real + 30 fake
-# Floors for the fixed 60-image samples, on the verdicts the app serves (mirror-averaged, calibrated P(fake) at
-# the run's threshold): the sample's accuracy less a margin of a few images. The shipped model reaches the
-# lfw-faceswap target (>= 0.95; full test split 0.970 at its threshold, this sample 1.000), so its floor is the
-# target itself. It does NOT reach the faces-140k-mini target (>= 0.85; full test split 0.810, this sample
-# 0.833; models/README.md), so that floor guards what it does reach. real-and-fake-face is not here: the
-# default is not trained on it (it is at chance there, as cross_dataset.csv shows and
-# test_cross_dataset_table_covers_every_dataset checks).
-FLOORS = {"faces-140k-mini": 0.80, "lfw-faceswap": 0.95}
-FOLDERS = {"faces-140k-mini": FACES_140K, "lfw-faceswap": LFW, "real-and-fake-face": RFF}
 RUN_DIR = MODELS_DIR / DEFAULT_RUN
+# Floors on the full test splits, at the served threshold: issue 11's bars. Each is met by the shipped run
+# (models/README.md quotes its figures; test_model_card_is_the_runs_own_files holds them there).
+ACCURACY_FLOORS = {"faces-140k-mini": 0.87, "lfw-faceswap": 0.96, "modern-faces-128": 0.93}
+RECALL_FLOORS = {("modern-faces-128", "stylegan2"): 0.93, ("modern-faces-128", "sd2.1"): 0.93}
+FALSE_ALARM_CEILINGS = {"modern-faces-128": 0.08}
 
 
 @pytest.fixture(scope="module")
@@ -47,26 +44,31 @@ def model(run):
     return load_model(run)
 
 
-def _sample(folder: Path, n: int = N_PER_DATASET, seed: int = 0):
+@pytest.fixture(scope="module")
+def scored(run, model) -> pd.DataFrame:
+    """Every test image of the default's datasets scored now: raw and served P(fake)."""
     from dfd.data import index_dataset
+    from dfd.evaluate import apply_temperature, predict_frame, predictor
 
-    test = index_dataset(need(folder)).split("test")
-    import pandas as pd
-
-    return pd.concat([g.sample(n=min(len(g), n // 2), random_state=seed) for _, g in test.groupby("label")],
-                     ignore_index=True)
+    test = index_dataset(need(SHARED_DATA)).split("test")
+    test = test[test["dataset"].isin(run.trained_on)]
+    pred, errors = predict_frame(predictor(model, run.image_size, tta=run.tta), test, run.image_size, 64)
+    assert not errors
+    return pred.assign(served=apply_temperature(pred["p_fake"].to_numpy(), run.temperature))
 
 
 def test_run_folder_is_complete_and_small(run):
     for name in ("config.json", "model.keras", "predictions.csv", "metrics.json", "status.json",
-                 "calibration.json", "robustness.csv", "robustness_by_dataset.csv", "cross_dataset.csv"):
+                 "calibration.json", "robustness.csv", "robustness_by_dataset.csv", "cross_dataset.csv",
+                 "tflite.json", "runs_compared.csv"):
         assert (RUN_DIR / name).is_file(), f"models/default/{name} is missing"
-    members = run.member_histories()  # an ensemble keeps each member's training history instead of its own
-    histories = list(members.values()) if members else [run.history()]
-    assert histories and all(len(h) and {"loss", "val_loss", "val_auc"} <= set(h.columns) for h in histories)
+    history = run.history()
+    assert len(history) and {"loss", "val_loss", "val_auc"} <= set(history.columns)
     assert run.status == "complete"
-    assert (RUN_DIR / "model.keras").stat().st_size <= 10 * 2**20
+    assert run.config["pretrained"] and run.architecture == "lite0_hf"
+    assert (RUN_DIR / "model.keras").stat().st_size <= 25 * 2**20
     assert 0.0 < run.threshold < 1.0
+    assert run.config["train_seconds"] <= 2 * 3600, "the default must train in two hours on this machine"
     assert not list(RUN_DIR.rglob("*.jpg")) and not list(RUN_DIR.rglob("*.png")), "no images in a run folder"
 
 
@@ -77,84 +79,73 @@ def test_model_interface(model, run):
     assert out.shape == (2, 1) and np.all((out >= 0) & (out <= 1))
 
 
-@pytest.mark.parametrize("dataset", sorted(FLOORS))
-def test_accuracy_on_real_test_images(dataset, model, run):
-    from dfd.data import predict_paths
-    from dfd.evaluate import apply_temperature, predictor
-
-    sample = _sample(FOLDERS[dataset])
-    probs, errors = predict_paths(predictor(model, run.image_size, tta=run.tta), sample["path"].tolist(),
-                                  run.image_size, batch_size=30)
-    assert not errors
-    acc = float(((apply_temperature(probs, run.temperature) >= run.threshold) == sample["label"].to_numpy()).mean())
-    assert acc >= FLOORS[dataset], f"{dataset}: accuracy {acc:.3f} on {len(sample)} test images < {FLOORS[dataset]}"
+def test_recorded_predictions_are_this_models(scored, run):
+    """predictions.csv was written by this model: every test image re-scored gives the same P(fake)."""
+    own = run.predictions().query("split == 'test'").set_index("path")["p_fake"]
+    now = scored.set_index("path")["p_fake"]
+    assert len(own) == len(now) and set(own.index) == set(now.index)
+    np.testing.assert_allclose(now.loc[own.index].to_numpy(), own.to_numpy(), atol=2e-3)
 
 
-def test_recorded_predictions_match_the_model(model, run):
-    """predictions.csv in the run was written by this model: re-scoring a few rows gives the same P(fake)."""
-    from dfd.data import predict_paths
+@pytest.mark.parametrize("dataset", sorted(ACCURACY_FLOORS))
+def test_accuracy_on_each_test_split(dataset, scored, run):
+    part = scored[scored["dataset"] == dataset]
+    assert len(part) >= 300
+    acc = float(((part["served"] >= run.threshold) == part["label"]).mean())
+    assert acc >= ACCURACY_FLOORS[dataset], f"{dataset}: served accuracy {acc:.3f} < {ACCURACY_FLOORS[dataset]}"
 
-    pred = run.predictions()
-    pred = pred[pred["path"].map(lambda p: Path(p).exists())]
-    if pred.empty:
-        pytest.skip("none of the images in predictions.csv is present on this machine")
-    rows = pred.sample(n=min(12, len(pred)), random_state=0)
-    from dfd.evaluate import predictor
 
-    probs, _ = predict_paths(predictor(model, run.image_size, tta=run.tta), rows["path"].tolist(), run.image_size)
-    np.testing.assert_allclose(probs, rows["p_fake"].to_numpy(), atol=2e-3)
+def test_recall_per_generator_and_false_alarms_on_reals(scored, run):
+    from dfd.evaluate import generator_rates
+
+    rates = generator_rates(scored.assign(p_fake=scored["served"]), run.threshold)
+    got = {(r.dataset, r.group): r.rate for r in rates.itertuples()}
+    for key, floor in RECALL_FLOORS.items():
+        assert got[key] >= floor, f"recall on {key}: {got[key]:.3f} < {floor}"
+    for dataset, ceiling in FALSE_ALARM_CEILINGS.items():
+        assert got[(dataset, "real")] <= ceiling, f"false alarms on {dataset} reals: {got[(dataset, 'real')]:.3f}"
 
 
 def test_detector_and_cli_predict_agree(run):
     """The app's Detector and ``python -m dfd predict`` give the same P(fake) for the same image."""
+    from dfd.data import index_dataset
     from dfd.detect import Detector
 
-    sample = _sample(LFW, n=2)
-    paths = sample["path"].tolist()
+    test = index_dataset(need(LFW)).split("test")
+    paths = [test[test["label"] == k]["path"].iloc[0] for k in (0, 1)]
     detector = Detector(DEFAULT_RUN)
     app = [detector.analyse(p).faces[0].p_fake for p in paths]
     out = subprocess.run([sys.executable, "-m", "dfd", "predict", *paths, "--csv", "-"], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    import io
-
-    import pandas as pd
-
     table = pd.read_csv(io.StringIO(out.stdout))
     cli = [float(table[table["file"] == p]["p_fake"].iloc[0]) for p in paths]  # face 1 of each file
     np.testing.assert_allclose(cli, app, atol=2e-4)  # the CLI rounds to 4 decimals
 
 
-def test_cross_dataset_table_covers_every_dataset(run):
-    """cross_dataset.csv: the default scored on all three test splits (in-domain where it was trained), and
-    every dataset also scored by a model that never saw it (trained on the other two)."""
-    import pandas as pd
+def test_cross_dataset_table_shows_how_far_detectors_travel(run):
+    """cross_dataset.csv: the default on every test split it was trained on (its own recorded predictions at its
+    threshold, so the table is not stale), and a run trained without SD 2.1 scored on SD 2.1 fakes."""
+    from dfd.evaluate import apply_temperature, metrics
 
     table = pd.read_csv(RUN_DIR / "cross_dataset.csv")
     mine = table[table["run"] == run.name].set_index("dataset")
-    assert set(mine.index) == set(FOLDERS)
-    trained = set(run.config["datasets"] or FOLDERS)
-    assert {d for d in mine.index if mine.loc[d, "domain"] == "in-domain"} == trained
-    for dataset in FOLDERS:
-        out = table[(table["dataset"] == dataset) & (table["domain"] == "out-of-domain")]
-        assert len(out), f"no model trained without {dataset} scored it"
-    # the default's own rows are its recorded test predictions at its calibrated threshold (same model,
-    # same images, same mirror-averaging), so the table is not stale
-    from dfd.evaluate import apply_temperature, metrics
-
     pred = run.predictions().query("split == 'test'")
-    for dataset in trained:
+    for dataset in run.trained_on:
         part = pred[pred["dataset"] == dataset]
-        part = part.assign(p_fake=apply_temperature(part["p_fake"].to_numpy(), run.temperature))
-        m = metrics(part, run.threshold)
+        m = metrics(part.assign(p_fake=apply_temperature(part["p_fake"].to_numpy(), run.temperature)), run.threshold)
+        assert mine.loc[dataset, "domain"] == "in-domain"
         assert mine.loc[dataset, "n"] == m["n"]
         assert mine.loc[dataset, "accuracy"] == pytest.approx(m["accuracy"], abs=2e-3)
         assert mine.loc[dataset, "roc_auc"] == pytest.approx(m["roc_auc"], abs=2e-3)
+    unseen = table[table["domain"] == "unseen generator"]
+    assert "modern-faces-128 / sd2.1" in set(unseen["dataset"])
+    assert (table["domain"] == "out-of-domain").any(), "no row shows a model on data it never saw"
 
 
-def test_model_card_reports_the_default(run):
-    """models/README.md quotes the committed run's own test accuracy for every dataset."""
-    card = (REPO / "models" / "README.md").read_text()
-    by_dataset = json.loads((RUN_DIR / "metrics.json").read_text())["by_dataset"]["test"]
-    for dataset, m in by_dataset.items():
-        assert f"{m['accuracy']:.3f}" in card, f"models/README.md does not quote {dataset} test accuracy"
+def test_model_card_is_the_runs_own_files(run):
+    """Every table of models/README.md equals what dfd.card makes from the run's files, cell by cell."""
+    from dfd import card
+
+    problems = card.check((REPO / "models" / "README.md").read_text(), run)
+    assert not problems, "\n".join(problems)
