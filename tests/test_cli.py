@@ -108,7 +108,10 @@ def test_index_real_data(faces140k: Path, lfw: Path, rff: Path) -> None:
     assert proc.returncode == 0 and "layout: rff" in proc.stdout
     assert _count_row(proc.stdout, "test") == [216, 192, 408]
     proc = dfd("index", faces140k.parent)
-    assert "per dataset" in proc.stdout and "lfw-faceswap" in proc.stdout and "images: 7941" in proc.stdout
+    from dfd.data import index_dataset
+
+    total = sum(len(index_dataset(p).frame) for p in sorted(faces140k.parent.iterdir()) if p.is_dir())
+    assert "per dataset" in proc.stdout and "lfw-faceswap" in proc.stdout and f"images: {total} " in proc.stdout
 
 
 def test_index_reports_skipped_and_unreadable(faces140k: Path, tmp_path: Path) -> None:
@@ -195,13 +198,13 @@ def test_evaluate(trained: tuple[Path, Path, str], demo_data: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip().splitlines()[-1])
     assert folder == runs_dir / "_evals" / "cli-tiny" / "evaluate" / "demo-val"
-    proc = dfd("runs", "--evals", "--runs-dir", runs_dir, "--csv", "-")
-    evals = pd.read_csv(io.StringIO(proc.stdout))
+    assert "val: n 12  accuracy" in proc.stdout
+    listed = dfd("runs", "--evals", "--runs-dir", runs_dir, "--csv", "-")
+    evals = pd.read_csv(io.StringIO(listed.stdout))
     assert "evaluation demo-val" in set(evals[evals["run"] == "cli-tiny"]["source"])
     assert (folder / "metrics.json").is_file()
     pred = pd.read_csv(folder / "predictions.csv")
     assert len(pred) == 12 and pred["p_fake"].between(0, 1).all()
-    assert "val: n 12  accuracy" in proc.stdout
     one_line_error(dfd("evaluate", "no-such-run", demo_data, "--runs-dir", runs_dir), "evaluate",
                    "no run 'no-such-run'", "cli-tiny")
     one_line_error(dfd("evaluate", "cli-tiny", demo_data / "missing", "--runs-dir", runs_dir), "evaluate",
@@ -230,7 +233,9 @@ def test_predict_real_face_and_broken_file(trained: tuple[Path, Path, str], face
     threshold = runs.get_run(run_path).threshold  # fitted on val when training ended
     assert (run_path / "calibration.json").is_file()
     assert re.search(r"^7 image\(s\), \d+ judged region\(s\): \d+ fake at threshold "
-                     + re.escape(f"{threshold:.3f}") + r" \(run cli-tiny\); 2 unreadable$", proc.stdout, re.M), proc.stdout
+                     + re.escape(f"{threshold:.3f}") + r" \(run cli-tiny\); 2 unreadable; 1 file\(s\) passed over \(listed on "
+                     r"stderr\)$", proc.stdout, re.M), proc.stdout
+    assert f"passed over {folder / 'readme.txt'}: not an image extension" in proc.stderr
     table = pd.read_csv(out_csv)
     assert list(table.columns) == ["file", "face", "p_fake", "verdict", "box", "note"]
     assert table["file"].nunique() == 7 and not table["file"].str.endswith(".txt").any()
