@@ -427,6 +427,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     else:
         print(_table(table))
         print(f"\n{note}")
+        if args.evals:
+            print("\nEvidence of each run: 'run folder' is the run's own file, anything else an evaluation record:")
+            print(_table(tables.evidence_table(found)))
     return 0
 
 

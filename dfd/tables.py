@@ -128,6 +128,22 @@ def evals_table(runs: Sequence[store.Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EVAL_COLUMNS)
 
 
+EVIDENCE_COLUMNS = ["run", "kind", "source", "where", "made"]
+
+
+def evidence_table(runs: Sequence[store.Run]) -> pd.DataFrame:
+    """Every piece of evidence of each run, by kind (evaluate, robustness, cross-dataset): the run's own files
+    (source "run folder") and its evaluation records (source: the record's tag), with where they are and when
+    they were made."""
+    rows = []
+    for run in runs:
+        for kind in store.RECORD_KINDS:
+            for record in run.records(kind):
+                rows.append({"run": run.name, "kind": kind, "source": record.name, "where": str(record.path),
+                             "made": _text(record.info.get("created"))})
+    return pd.DataFrame(rows, columns=EVIDENCE_COLUMNS)
+
+
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
