@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,8 +27,8 @@ def _meta() -> dict:
 
 def test_pyproject_declares_the_dependencies_and_the_dfd_command():
     meta = _meta()
-    requirements = [line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
-                    if line.strip() and not line.strip().startswith("#")]
+    lines = [re.sub(r"\s+#.*$", "", line).strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    requirements = [line for line in lines if line and not line.startswith("#")]
     assert meta["project"]["dependencies"] == requirements, "pyproject.toml and requirements.txt disagree"
     assert meta["project"]["scripts"] == {"dfd": "dfd.cli:main"}
     module, name = meta["project"]["scripts"]["dfd"].split(":")
