@@ -618,7 +618,9 @@ def _write_csv(table: pd.DataFrame, target: str) -> None:
     if target == "-":
         table.to_csv(sys.stdout, index=False)
     else:
-        path = Path(target).expanduser()
+        from dfd import runs
+
+        path = runs.check_writable(Path(target).expanduser())
         if not path.parent.is_dir():
             raise CliError(f"folder not found for --csv: {path.parent}")
         table.to_csv(path, index=False)

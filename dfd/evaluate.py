@@ -434,7 +434,14 @@ def perturbation(kind: str, level: float) -> Callable[[np.ndarray], np.ndarray] 
     raise EvaluationError(f"unknown perturbation {kind!r}; use none, jpeg, blur or noise")
 
 
-ROBUSTNESS_COLUMNS = ["perturbation", "level", "accuracy", "roc_auc", "n"]
+ROBUSTNESS_COLUMNS = ["perturbation", "level", "accuracy", "roc_auc", "recall", "false_alarm", "n"]
+
+
+def _robustness_row(m: dict[str, Any]) -> dict[str, Any]:
+    """accuracy, ROC AUC, recall on fakes and false-alarm rate on reals (at the served threshold), n."""
+    (tn, fp), _ = m["confusion"]
+    return {"accuracy": m["accuracy"], "roc_auc": m["roc_auc"], "recall": m["recall"],
+            "false_alarm": fp / (tn + fp) if tn + fp else None, "n": m["n"]}
 
 
 def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "test", limit: int | None = None,
@@ -445,7 +452,8 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
     returns its folder:
 
     - ``robustness_by_dataset.csv``: one row per dataset in ``data_root`` and condition (columns dataset,
-      domain, perturbation, level, accuracy, roc_auc, n), every dataset, in or out of the run's domain;
+      domain, perturbation, level, accuracy, roc_auc, recall, false_alarm, n), every dataset, in or out of
+      the run's domain;
     - ``robustness.csv``: the same conditions pooled over the datasets the run was trained on (all of them
       if none is there): robustness is about the fakes a detector knows, cross_dataset covers the others;
     - ``robustness.json``: where, how many, threshold and temperature, and the pooled rows.
@@ -467,16 +475,14 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
             pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
             m = metrics(pred, run.threshold)
             per_dataset.append({"dataset": dataset, "domain": "in-domain" if dataset in seen else "out-of-domain",
-                                "perturbation": kind, "level": level, "accuracy": m["accuracy"],
-                                "roc_auc": m["roc_auc"], "n": m["n"]})
+                                "perturbation": kind, "level": level, **_robustness_row(m)})
             if dataset in own:
                 scored.append(pred)
             done += len(part)
             if progress:
                 progress(done, total)
         m = metrics(pd.concat(scored, ignore_index=True), run.threshold)
-        pooled.append({"perturbation": kind, "level": level, "accuracy": m["accuracy"], "roc_auc": m["roc_auc"],
-                       "n": m["n"]})
+        pooled.append({"perturbation": kind, "level": level, **_robustness_row(m)})
     table = pd.DataFrame(pooled, columns=ROBUSTNESS_COLUMNS)
     by_dataset = pd.DataFrame(per_dataset, columns=["dataset", "domain", *ROBUSTNESS_COLUMNS])
     info = _source(run, data_root, split, limit, datasets=own, n_images=int(sum(len(parts[d]) for d in own)))

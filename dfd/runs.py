@@ -88,6 +88,8 @@ EVIDENCE_FILES: dict[str, tuple[str, ...]] = {
     "robustness": ("record.json", "robustness.csv", "robustness_by_dataset.csv", "robustness.json"),
     "cross-dataset": ("record.json", "cross_dataset.csv"),
     "export": ("model_float32.tflite", "model_int8.tflite", "export.json"),
+    "card --compare RUN... --csv runs_compared.csv": ("runs_compared.csv",),
+    "bench/tflite.py RUN --record DIR": ("tflite.json",),
 }
 # The evidence a shipped run may carry in its own folder (copied from a record when the run was shipped).
 OWN_EVIDENCE = {"robustness": "robustness.csv", "cross-dataset": "cross_dataset.csv"}

@@ -199,7 +199,7 @@ def test_robustness_sweep(trained):
     folder = evaluate.robustness(path, data, "test", limit=20)
     assert folder == path.parent / "_evals" / "ev" / "robustness" / "data-test"
     table = pd.read_csv(folder / "robustness.csv")
-    assert list(table.columns) == ["perturbation", "level", "accuracy", "roc_auc", "n"]
+    assert list(table.columns) == ["perturbation", "level", "accuracy", "roc_auc", "recall", "false_alarm", "n"]
     assert len(table) == 12 and set(table["perturbation"]) == {"none", "jpeg", "blur", "noise"}
     assert (table["n"] == 20).all()
     clean = table[table["perturbation"] == "none"].iloc[0]
@@ -211,7 +211,7 @@ def test_robustness_sweep(trained):
     pd.testing.assert_frame_equal(by_dataset[table.columns], table)
     assert set(by_dataset["domain"]) == {"in-domain"}
     assert not (path / "robustness.csv").exists()
-    assert runs.get_run(path).robustness().shape == (12, 5)
+    assert runs.get_run(path).robustness().shape == (12, 7)
 
 
 def test_tta_predictor_is_the_mean_over_the_mirror_image(faces140k):
