@@ -733,6 +733,7 @@ def load_model(run: Run | str | Path, root: str | Path | None = None) -> keras.M
 
 # Files a run's copy leaves out: evidence measured on the original (at its calibration), and exports.
 _NOT_COPIED = ("robustness.csv", "robustness_by_dataset.csv", "robustness.json", "cross_dataset.csv", "evals",
+               "tflite.json", "runs_compared.csv",
                "model_float32.tflite", "model_int8.tflite", "export.json")
 
 
