@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from dfd import DEFAULT_RUN, MODELS_DIR
+from dfd import DEFAULT_RUN
 
 DEMO, FOLDER, ENV = "Built-in demo", "Folder path", "$DFD_DATA_DIR"
 
@@ -26,9 +26,17 @@ DEMO, FOLDER, ENV = "Built-in demo", "Folder path", "$DFD_DATA_DIR"
 
 
 def runs_root() -> Path:
-    """The run store the app reads and writes: ``$DFD_RUNS_DIR`` if set, else the repo's ``models/``."""
-    env = os.environ.get("DFD_RUNS_DIR")
-    return Path(env).expanduser() if env else MODELS_DIR
+    """The user runs folder the app writes (``$DFD_RUNS_DIR``, else ``runs/``); shipped runs are read from
+    ``models/`` beside it (dfd.runs)."""
+    from dfd import runs
+
+    return runs.user_dir()
+
+
+def shipped_root() -> Path:
+    from dfd import runs
+
+    return runs.shipped_dir()
 
 
 def _mtime(path: Path) -> int:
@@ -62,9 +70,12 @@ def sidebar() -> None:
             if st.session_state.get("run_name") not in names:
                 st.session_state["run_name"] = DEFAULT_RUN if DEFAULT_RUN in names else names[0]
             status = {r.name: r.status for r in runs}
+            shipped = {r.name for r in runs if r.shipped}
             st.selectbox("Run", names, key="run_name", label_visibility="collapsed",
-                         format_func=lambda n: n if status.get(n) == "complete" else f"{n} ({status.get(n)})",
-                         help=f"Runs found in {runs_root()}. '{DEFAULT_RUN}' is the shipped detector.")
+                         format_func=lambda n: (n + (" (shipped)" if n in shipped else "")
+                                                + ("" if status.get(n) == "complete" else f" ({status.get(n)})")),
+                         help=f"Your runs in {runs_root()}, then the shipped runs in {shipped_root()} (read-only). "
+                              f"'{DEFAULT_RUN}' is the shipped detector.")
         else:
             st.caption(f"No trained run in `{runs_root()}` yet: start one on the Training page "
                        "or with `python -m dfd train`.")
@@ -168,7 +179,7 @@ def dataset_label() -> str:
 
 
 @st.cache_resource(ttl=30, max_entries=4, show_spinner=False)
-def _list_runs(root: str, mtime: int) -> list[Any]:
+def _list_runs(root: str, mtime: int, shipped: str, shipped_mtime: int) -> list[Any]:
     try:
         from dfd import runs
     except ImportError:
@@ -181,9 +192,10 @@ def _list_runs(root: str, mtime: int) -> list[Any]:
 
 
 def list_runs() -> list[Any]:
-    """Every run in the run store (cached until a run folder is added, removed or renamed)."""
-    root = runs_root()
-    return _list_runs(str(root), _mtime(root))
+    """The user's runs, newest first, then the shipped ones (cached until a run folder is added, removed or
+    renamed)."""
+    root, shipped = runs_root(), shipped_root()
+    return _list_runs(str(root), _mtime(root), str(shipped), _mtime(shipped))
 
 
 def refresh_runs() -> None:
@@ -363,82 +375,3 @@ def start_training(config: Any) -> TrainingJob:
     jobs["current"] = job
     job.start()
     return job
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Run tables (Compare page)
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def runs_table(runs: list[Any]) -> Any:
-    """One row a run: status, architecture, params, data, size, epochs, best val and test metrics, time."""
-    import pandas as pd
-
-    rows = []
-    for r in runs:
-        s = r.summary()
-        hist = r.history()
-        best_val_acc = float(hist["val_accuracy"].max()) if "val_accuracy" in hist else None
-        best_val_loss = float(hist["val_loss"].min()) if "val_loss" in hist else None
-        rows.append({
-            "run": s["name"], "status": s["status"], "architecture": s["architecture"], "params": s["params"],
-            "data": s["dataset"], "image size": s["image_size"],
-            "epochs": s["epochs_run"] if s["epochs_run"] is not None else len(hist),
-            "best val acc": best_val_acc, "best val loss": best_val_loss,
-            "test acc": s["accuracy"], "test AUC": s["roc_auc"], "test F1": s["f1"],
-            "train time (s)": s["train_seconds"], "started": s["started"],
-        })
-    return pd.DataFrame(rows)
-
-
-def evals_table(runs: list[Any]) -> Any:
-    """Accuracy and ROC AUC of each run on its own test split and on every other dataset it was evaluated on.
-
-    From metrics.json and evals/<tag>/metrics.json (at the run's calibrated threshold where it has one).
-    """
-    import pandas as pd
-
-    rows = []
-    for r in runs:
-        own = r.metrics().get("test")
-        if isinstance(own, dict) and own.get("n"):
-            data = Path(str(r.config.get("data", ""))).name
-            rows.append({"run": r.name, "evaluated on": f"own test split ({data})", "images": own.get("n"),
-                         "accuracy": own.get("accuracy"), "ROC AUC": own.get("roc_auc")})
-        for tag in r.evals():
-            m = r.eval_metrics(tag)
-            src = m.get("source", {}) if isinstance(m.get("source"), dict) else {}
-            report = m.get("calibrated") or m
-            part = report.get(str(src.get("split", "test"))) or {}
-            if isinstance(part, dict) and part.get("n"):
-                rows.append({"run": r.name, "evaluated on": tag, "images": part.get("n"),
-                             "accuracy": part.get("accuracy"), "ROC AUC": part.get("roc_auc")})
-    return pd.DataFrame(rows, columns=["run", "evaluated on", "images", "accuracy", "ROC AUC"])
-
-
-IGNORED_CONFIG_KEYS = ("started", "ended", "pid", "host", "train_seconds", "bad_file_paths", "error")
-
-
-def config_diff(runs: list[Any]) -> Any:
-    """The config.json keys whose values differ between ``runs`` (rows: key; columns: run names)."""
-    import pandas as pd
-
-    flat = {r.name: _flat(r.config) for r in runs}
-    keys = sorted(set().union(*flat.values())) if flat else []
-    rows = {}
-    for k in keys:
-        if k.split(".")[0] in IGNORED_CONFIG_KEYS:
-            continue
-        values = [flat[n].get(k) for n in flat]
-        if len({repr(v) for v in values}) > 1:
-            rows[k] = ["" if v is None else str(v) for v in values]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=list(flat))

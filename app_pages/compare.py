@@ -7,6 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages import _shared
+from dfd import tables
 
 st.title("Compare runs")
 runs = _shared.list_runs()
@@ -14,15 +15,16 @@ if not runs:
     _shared.require_run()
     st.stop()
 
-table = _shared.runs_table(runs)
-st.dataframe(table, hide_index=True, key="runs_table", column_config={
+table = tables.runs_table(runs)
+st.dataframe(table, hide_index=True, key="runs_table", placeholder=tables.MISSING, column_config={
     "params": st.column_config.NumberColumn(format="compact"),
     **{c: st.column_config.NumberColumn(format="%.3f") for c in
-       ("best val acc", "best val loss", "test acc", "test AUC", "test F1")},
+       ("threshold", "val acc", "val AUC", "test acc", "test AUC", "test F1")},
+    **{c: st.column_config.NumberColumn(format="%d") for c in ("image size", "epochs", "test images")},
     "train time (s)": st.column_config.NumberColumn(format="%.0f"),
 })
-st.caption(f"{len(runs)} runs in `{_shared.runs_root()}`, newest first. Test metrics at each run's own "
-           "threshold, from its metrics.json.")
+st.caption(f"{len(runs)} runs: yours in `{_shared.runs_root()}` (newest first), then the shipped ones in "
+           f"`{_shared.shipped_root()}`. {tables.THRESHOLD_NOTE}")
 
 names = [r.name for r in runs]
 picked = st.multiselect("Runs to compare", names, default=names[: min(3, len(names))], key="cmp_runs")
@@ -44,8 +46,9 @@ else:
     st.caption(f"No picked run recorded {metric}.")
 
 st.subheader("Test metrics")
+st.caption("Accuracy and F1 at each run's served threshold; ROC AUC does not depend on a threshold.")
 bars = table[table["run"].isin(picked)].melt(id_vars="run", value_vars=["test acc", "test AUC", "test F1",
-                                                                       "best val acc"],
+                                                                       "val acc"],
                                              var_name="metric", value_name="value").dropna()
 if bars.empty:
     st.caption("The picked runs have no test metrics (interrupted before evaluation?).")
@@ -55,23 +58,26 @@ else:
     st.plotly_chart(fig, key="cmp_bars")
 
 st.subheader("Across datasets")
-cross = _shared.evals_table(chosen)
-if cross.empty or (cross["evaluated on"].str.startswith("own")).all():
+cross = tables.evals_table(chosen)
+if cross.empty or (cross["source"] == "own test split").all():
     st.caption("No evaluation on other data yet: use *Evaluate this run on the dataset chosen in the sidebar* "
-               "on the Evaluation page, or `python -m dfd evaluate <run> --data <folder>`.")
+               "on the Evaluation page, or `python -m dfd evaluate <run> <folder>`.")
 if not cross.empty:
-    fig = px.bar(cross, x="evaluated on", y="accuracy", color="run", barmode="group", text_auto=".2f",
-                 hover_data=["images", "ROC AUC"])
+    st.caption("Accuracy at each run's served threshold, on each dataset of its own test split and of every "
+               "evaluation (the source column says which).")
+    shown = cross.assign(bar=cross["evaluated on"] + " · " + cross["source"])
+    fig = px.bar(shown, x="bar", y="accuracy", color="run", barmode="group", text_auto=".2f",
+                 hover_data=["images", "ROC AUC", "threshold"], labels={"bar": "evaluated on · source"})
     fig.add_hline(y=0.5, line_dash="dot", annotation_text="chance")
     fig.update_layout(height=340, margin=dict(t=20, b=10), yaxis_range=[0, 1.05])
     st.plotly_chart(fig, key="cmp_cross")
-    st.dataframe(cross, hide_index=True, key="cmp_cross_table")
+    st.dataframe(cross, hide_index=True, key="cmp_cross_table", placeholder=tables.MISSING)
 
 st.subheader("Config differences")
 if len(chosen) < 2:
     st.caption("Pick at least two runs to see how their configurations differ.")
 else:
-    diff = _shared.config_diff(chosen)
+    diff = tables.config_diff(chosen)
     if diff.empty:
         st.caption("The picked runs have identical configurations.")
     else:

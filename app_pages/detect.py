@@ -36,7 +36,7 @@ find_faces = c2.toggle("Find faces", True, key="det_faces",
 show_cam = c3.toggle("Grad-CAM heatmaps", False, key="det_cam",
                      help="Where in each face crop the evidence for the verdict lies (slower).")
 
-files = st.file_uploader("Drop one or more images (JPEG, PNG, WebP, BMP)", accept_multiple_files=True,
+files = st.file_uploader(f"Drop one or more images ({imaging.IMAGE_TYPES_TEXT})", accept_multiple_files=True,
                          key="det_files",
                          help="Processed in memory and never written to disk. Other files are reported, "
                               "not judged.")

@@ -22,9 +22,15 @@ if st.session_state.get("ev_source_next") in sources:  # set by "Evaluate" below
     st.session_state["ev_source"] = st.session_state.pop("ev_source_next")
 c1, c2, c3 = st.columns([2, 1, 1])
 source = c1.selectbox("Predictions", list(sources), key="ev_source",
-                      help="A run's own val/test predictions, or an evaluation on other data "
-                           "(`python -m dfd evaluate <run> --data <folder>`), stored under evals/.")
+                      help="A run's own val/test predictions (its predictions.csv), or an evaluation on other "
+                           "data (`python -m dfd evaluate <run> <folder>`), kept as a record in the user runs "
+                           "folder's _evals/.")
 tag = sources[source]
+if tag is None:
+    st.caption(f"From the run's own predictions.csv in `{run.path}`"
+               + (" (a shipped run: read-only)." if run.shipped else "."))
+else:
+    st.caption(f"From {run.eval_record(tag).label}.")
 
 with st.expander("Evaluate this run on the dataset chosen in the sidebar (cross-dataset check)",
                  icon=":material/swap_horiz:"):
@@ -33,7 +39,8 @@ with st.expander("Evaluate this run on the dataset chosen in the sidebar (cross-
         st.caption(err)
     else:
         st.caption(f"{_shared.dataset_label()}: predicts its test split with this run's model and keeps the result "
-                   "under the run's evals/. Detectors usually do much worse on data unlike their training data.")
+                   f"as a new record in `{run.records_dir}` (the run itself is not changed). Detectors usually do "
+                   "much worse on data unlike their training data.")
         limit = st.number_input("Max images (0 = the whole test split)", 0, 100_000, 400, step=100, key="ev_limit")
         if st.button("Evaluate", icon=":material/play_arrow:", key="ev_run"):
             bar = st.progress(0.0, text="Loading the model...")
@@ -136,11 +143,19 @@ if len(rel):
 
 # ---------------------------------------------------------------------------------------------- robustness
 st.subheader("Robustness")
-rob = run.robustness()
+found = run.records("robustness")
+rob = found[-1].csv("robustness.csv") if found else run.robustness()
+if found and len(found) > 1:
+    pick = st.selectbox("Robustness from", range(len(found)), index=len(found) - 1, key="rob_source",
+                        format_func=lambda i: found[i].name)
+    rob = found[pick].csv("robustness.csv")
+    found = [found[pick]]
 if rob.empty:
-    st.caption("No robustness.csv for this run. Make one with "
-               f"`python -m dfd robustness {run.name} --data <folder>` (JPEG, blur and noise sweeps).")
+    st.caption("No robustness sweep for this run. Make one with "
+               f"`python -m dfd robustness {run.name} <folder>` (JPEG, blur and noise sweeps).")
 else:
+    st.caption(f"From {found[-1].label}: the datasets the run was trained on, pooled, at its served threshold "
+               "(robustness_by_dataset.csv there has each dataset).")
     metric = st.segmented_control("Metric", ["accuracy", "roc_auc"], default="accuracy", key="rob_metric") \
         or "accuracy"
     clean = rob[rob["perturbation"] == "none"]
@@ -161,11 +176,18 @@ else:
 
 # ---------------------------------------------------------------------------------------------- across datasets
 st.subheader("Across datasets")
-cross = run.cross_dataset()
+found = run.records("cross-dataset")
+cross = found[-1].csv("cross_dataset.csv") if found else run.cross_dataset()
+if found and len(found) > 1:
+    pick = st.selectbox("Cross-dataset table from", range(len(found)), index=len(found) - 1, key="cross_source",
+                        format_func=lambda i: found[i].name)
+    cross = found[pick].csv("cross_dataset.csv")
+    found = [found[pick]]
 if cross.empty:
-    st.caption("No cross_dataset.csv for this run. Make one with `python -m dfd cross-dataset "
+    st.caption("No cross-dataset table for this run. Make one with `python -m dfd cross-dataset "
                f"{run.name} <runs trained on other datasets> --data <folder>`.")
 else:
+    st.caption(f"From {found[-1].label}.")
     label = cross["trained_on"].astype(str)
     if cross.groupby("trained_on")["run"].nunique().max() > 1:  # two runs trained alike: tell them apart
         label = cross["run"].astype(str) + ": " + label

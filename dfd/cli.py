@@ -1,6 +1,9 @@
 """The command line: ``python -m dfd <command>``. Thin: parse arguments, call one library function, print.
 
-Commands: demo, index, train, evaluate, predict, runs, robustness, export (``python -m dfd <command> --help``).
+Commands: demo, index, train, ensemble, calibrate, evaluate, predict, runs, robustness, cross-dataset, export
+(``python -m dfd <command> --help``; installed with pip, the same as ``dfd <command>``). Runs are looked up
+in the shipped ``models/`` and the user runs folder; everything a command writes goes to the user runs
+folder (``--runs-dir``, default ``$DFD_RUNS_DIR`` or ``runs/``), never to ``models/`` (see :mod:`dfd.runs`).
 Bad input (a missing folder, an unknown run, a bad option value) ends with a one-line error on stderr and a
 non-zero exit code, never a traceback; an unreadable image given to ``predict`` only gets its own row.
 Progress bars (tqdm) go to stderr and only show on a terminal; results go to stdout.
@@ -22,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from dfd import MODELS_DIR, __version__
+from dfd import __version__
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -167,28 +170,39 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     index = data.index_dataset(_existing(args.path, "dataset folder"), val_frac=args.val_frac,
                                test_frac=args.test_frac, seed=args.seed)
-    print(f"dataset: {index.root}  layout: {index.layout}  images: {len(index.frame)}  "
-          f"fingerprint: {index.fingerprint()}")
+    fingerprint = index.fingerprint()
+    unreadable: list[tuple[str, str]] = []
+    if args.check:  # decode every image first: the counts below leave out the files that cannot be read
+        paths = index.frame["path"].tolist()
+        bar = _bar(len(paths), "decoding", "img")
+        try:
+            unreadable = data.find_unreadable(_ticking(paths, bar))
+        finally:
+            bar.close()
+        bad = {p for p, _ in unreadable}
+        index.frame = index.frame[~index.frame["path"].isin(bad)].reset_index(drop=True)
+    print(f"dataset: {index.root}  layout: {index.layout}  images: {len(index.frame)}"
+          + (f" readable ({len(unreadable)} unreadable, not counted)" if args.check else "")
+          + f"  fingerprint: {fingerprint}")
     print(_table(index.counts().reset_index()))
     if index.frame["dataset"].nunique() > 1:
         per = index.frame.groupby(["dataset", "split"]).size().unstack(fill_value=0)
         per = per.reindex(columns=[s for s in data.SPLITS if s in per.columns])
         print("\nper dataset:")
         print(_table(per.reset_index()))
-    skipped = list(index.skipped)
+    _listing("skipped (not image files)" if args.check else "skipped (not image files; add --check to decode "
+             "every image)", list(index.skipped), args.show_skipped)
     if args.check:
-        paths = index.frame["path"].tolist()
-        bar = _bar(len(paths), "decoding", "img")
-        try:
-            skipped += data.find_unreadable(_ticking(paths, bar))
-        finally:
-            bar.close()
-    print(f"\nskipped: {len(skipped)}" + ("" if args.check else " (add --check to decode every image)"))
-    for path, reason in skipped[: args.show_skipped]:
-        print(f"  {path}: {reason}")
-    if len(skipped) > args.show_skipped:
-        print(f"  ... and {len(skipped) - args.show_skipped} more (--show-skipped N)")
+        _listing("unreadable (not counted above)", unreadable, args.show_skipped)
     return 0
+
+
+def _listing(title: str, items: list[tuple[str, str]], show: int) -> None:
+    print(f"\n{title}: {len(items)}")
+    for path, reason in items[:show]:
+        print(f"  {path}: {reason}")
+    if len(items) > show:
+        print(f"  ... and {len(items) - show} more (--show-skipped N)")
 
 
 def _ticking(items: Sequence[Any], bar: Any):
@@ -222,8 +236,10 @@ TRAIN_HELP: dict[str, str] = {
     "monitor": "metric for early stopping and the best checkpoint: val_loss, val_auc or val_accuracy",
     "val_frac": "validation fraction, for datasets without a split",
     "test_frac": "test fraction, for datasets without a split",
-    "name": "run folder name (default: the architecture); never overwrites: name2, name3, ...",
-    "runs_dir": "folder holding the runs",
+    "name": "run folder name (default: the architecture); never overwrites, nor takes a shipped run's name: "
+            "name2, name3, ...",
+    "runs_dir": "folder the run is written to (default: the user runs folder, $DFD_RUNS_DIR or runs/ in the "
+                "repository; the shipped models/ is refused)",
     "limit": "at most this many images per split (stratified): quick runs and tests",
     "datasets": "keep only these datasets (values of the index's dataset column, see `dfd index`)",
     "arch_kwargs": "extra architecture arguments as JSON, e.g. '{\"dropout\": 0.3}'",
@@ -327,14 +343,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dfd import runs
 
     run = runs.get_run(path)
-    summary = run.summary()
-    print(f"run: {run.name}  status: {run.status}  epochs: {_fmt(summary.get('epochs_run'))}  "
-          f"test accuracy: {_fmt(summary.get('accuracy'))}  test ROC AUC: {_fmt(summary.get('roc_auc'))}")
+    print(f"run: {run.name}  status: {run.status}  epochs: {_fmt(run.config.get('epochs_run'))}  "
+          + _test_line(run))
     bad = run.bad_files()
     if len(bad):
         print(f"unreadable files skipped: {len(bad)} (listed in {run.path / 'bad_files.csv'})")
     print(run.path)
     return 0 if run.status == "complete" else EXIT_INTERRUPTED
+
+
+def _test_line(run: Any) -> str:
+    from dfd import tables
+
+    row = tables.run_row(run)
+    return (f"test accuracy: {_fmt(row['test acc'])}  test ROC AUC: {_fmt(row['test AUC'])}  "
+            f"(at its threshold {_fmt(row['threshold'])})")
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
@@ -344,10 +367,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     path = train.ensemble(args.members, name=args.name, runs_dir=args.runs_dir, batch_size=args.batch_size,
                           notes=args.notes or "")
     run = runs.get_run(path)
-    summary = run.summary()
     print(f"run: {run.name}  status: {run.status}  members: {len(run.config.get('members', []))}  "
-          f"test accuracy: {_fmt(summary.get('accuracy'))}  test ROC AUC: {_fmt(summary.get('roc_auc'))}  "
-          f"threshold: {_fmt(run.threshold)}")
+          + _test_line(run))
     print(run.path)
     return 0 if run.status == "complete" else EXIT_INTERRUPTED
 
@@ -355,11 +376,16 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from dfd import evaluate
 
-    result = evaluate.calibrate(_run(args.run, args.runs_dir), split=args.split)
+    run = _run(args.run, args.runs_dir)
+    result = evaluate.calibrate(run, split=args.split, runs_dir=args.runs_dir, name=args.name)
     print(f"temperature {_fmt(result['temperature'])}  threshold {_fmt(result['threshold'])}  "
           f"ECE on {args.split} {_fmt(result['ece_before'])} -> {_fmt(result['ece_after'])}"
           + (f"  test ECE {_fmt(result['test_ece_before'])} -> {_fmt(result['test_ece_after'])}"
              if "test_ece_before" in result else ""))
+    if run.shipped:
+        print(f"{run.name} is a shipped run and stays as it is: the calibration went into a copy, run "
+              f"{Path(result['run_path']).name}", file=sys.stderr)
+    print(Path(result["run_path"]) / "calibration.json")
     return 0
 
 
@@ -374,23 +400,36 @@ def _run(name: str, runs_dir: str) -> Any:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from dfd import runs
+    from dfd import runs, tables
 
     for path in runs.recover_stale(args.runs_dir):
         print(f"kept {path.name}: its training process ended without closing it (marked interrupted)",
               file=sys.stderr)
-    found = runs.list_runs(args.runs_dir)
+    for path in runs.shadowed_runs(args.runs_dir):
+        print(f"{path} is hidden by the shipped run of the same name in {runs.shipped_dir()}: rename it, or "
+              "give its folder path instead of its name", file=sys.stderr)
+    user = Path(args.runs_dir) if args.runs_dir else runs.user_dir()
+    found = runs.list_runs(user)
     if not found:
-        print(f"no runs in {args.runs_dir}")
+        print(f"no runs in {user} or {runs.shipped_dir()}")
         return 0
-    table = pd.DataFrame([r.summary() for r in found])
-    columns = ["name", "status", "architecture", "image_size", "dataset", "epochs_run", "accuracy", "roc_auc",
-               "f1", "train_seconds", "started"]
-    table = table[[c for c in columns if c in table.columns]]
+    if args.evals:
+        table = tables.evals_table(found)
+        note = ("Accuracy at each run's served threshold (the threshold column). Source: 'own test split' is the "
+                "run's predictions.csv; 'evaluation TAG' is an evaluation record (python -m dfd evaluate), "
+                f"under {user / runs.EVALS_DIR}.")
+    else:
+        table = tables.runs_table(found)
+        note = (f"{tables.THRESHOLD_NOTE} kind: shipped (in {runs.shipped_dir()}, read-only) or user "
+                f"(in {user}).")
     if args.csv:
         _write_csv(table, args.csv)
     else:
         print(_table(table))
+        print(f"\n{note}")
+        if args.evals:
+            print("\nEvidence of each run: 'run folder' is the run's own file, anything else an evaluation record:")
+            print(_table(tables.evidence_table(found)))
     return 0
 
 
@@ -461,19 +500,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
-    from dfd import evaluate
+    from dfd import evaluate, runs
 
     run = _run(args.run, args.runs_dir)
     _existing(args.data, "dataset folder")
     _import_tensorflow_quietly()
-    bar = _bar(len(evaluate.ROBUSTNESS_SWEEP), f"robustness {run.name}", "condition")
+    bar = _bar(None, f"robustness {run.name}", "img")
     try:
-        table = evaluate.robustness(run, args.data, split=args.split, limit=args.limit, batch_size=args.batch_size,
-                                    progress=_counter(bar))
+        folder = evaluate.robustness(run, args.data, split=args.split, limit=args.limit, batch_size=args.batch_size,
+                                     tag=args.tag, progress=_counter(bar))
     finally:
         bar.close()
-    print(_table(table))
-    print(run.path / "robustness.csv")
+    info = runs.read_json(folder / "robustness.json", {}) or {}
+    print(f"run {run.name} at its threshold {_fmt(run.threshold)}, pooled over {', '.join(info.get('datasets', []))}:")
+    print(_table(pd.read_csv(folder / "robustness.csv")))
+    print("\nper dataset:")
+    print(_table(pd.read_csv(folder / "robustness_by_dataset.csv")))
+    print(folder)
     return 0
 
 
@@ -486,12 +529,12 @@ def cmd_cross_dataset(args: argparse.Namespace) -> int:
     _import_tensorflow_quietly()
     bar = _bar(None, "cross-dataset", "dataset")
     try:
-        table = evaluate.cross_dataset(chosen, args.data, split=args.split, limit=args.limit, into=into,
-                                       batch_size=args.batch_size, progress=_counter(bar))
+        folder = evaluate.cross_dataset(chosen, args.data, split=args.split, limit=args.limit, into=into,
+                                        batch_size=args.batch_size, tag=args.tag, progress=_counter(bar))
     finally:
         bar.close()
-    print(_table(table))
-    print(into.path / "cross_dataset.csv")
+    print(_table(pd.read_csv(folder / "cross_dataset.csv")))
+    print(folder / "cross_dataset.csv")
     return 0
 
 
@@ -499,28 +542,48 @@ def cmd_cross_dataset(args: argparse.Namespace) -> int:
 # predict
 
 
-def _expand(paths: Sequence[str]) -> list[Path]:
-    """Files as given (whatever their extension), and image files found (recursively) in folders."""
+def _expand(paths: Sequence[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(files to judge, files passed over with the reason). Files given by name are judged whatever their
+    extension; in a folder (searched recursively) the image files are judged and every other file is
+    passed over, with its reason: hidden, in a hidden folder, no extension, not an image extension."""
     from dfd.imaging import IMAGE_EXTENSIONS
 
     out: list[Path] = []
+    passed: list[tuple[Path, str]] = []
     for text in paths:
         p = Path(text).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            found = []
+            for f in sorted(p.rglob("*")):
+                rel = f.relative_to(p).parts
+                if any(part.startswith(".") for part in rel[:-1]):
+                    if f.is_file():
+                        passed.append((f, "in a hidden folder"))
+                elif not f.is_file():
+                    continue
+                elif f.name.startswith("."):
+                    passed.append((f, "hidden file (name starts with '.')"))
+                elif not f.suffix:
+                    passed.append((f, "no file extension (give the file itself to judge it)"))
+                elif f.suffix.lower() not in IMAGE_EXTENSIONS:
+                    passed.append((f, f"not an image extension ({f.suffix}; judged: {', '.join(IMAGE_EXTENSIONS)})"))
+                else:
+                    found.append(f)
             if not found:
-                raise CliError(f"no image files in folder {p}")
+                raise CliError(f"no image files in folder {p}" + (f" ({len(passed)} other file(s) passed over)"
+                                                                   if passed else ""))
             out += found
         elif p.exists():
             out.append(p)
         else:
             raise CliError(f"file or folder not found: {p}")
-    return out
+    return out, passed
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    files = _expand(args.paths)
+    files, passed = _expand(args.paths)
+    for f, reason in passed:  # every file passed over is named, on stderr (stdout may be the CSV)
+        print(f"passed over {f}: {reason}", file=sys.stderr)
     run = _run(args.run, args.runs_dir)
     _import_tensorflow_quietly()
     from dfd import detect
@@ -546,7 +609,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         n_bad = sum(not r.ok for r in results)
         n_fake = int((table["verdict"] == "fake").sum())
         print(f"\n{len(results)} image(s), {len(table) - n_bad} judged region(s): {n_fake} fake at threshold "
-              f"{threshold:.3f} (run {detector.name}); {n_bad} unreadable")
+              f"{threshold:.3f} (run {detector.name}); {n_bad} unreadable"
+              + (f"; {len(passed)} file(s) passed over (listed on stderr)" if passed else ""))
     return 0
 
 
@@ -554,7 +618,9 @@ def _write_csv(table: pd.DataFrame, target: str) -> None:
     if target == "-":
         table.to_csv(sys.stdout, index=False)
     else:
-        path = Path(target).expanduser()
+        from dfd import runs
+
+        path = runs.check_writable(Path(target).expanduser())
         if not path.parent.is_dir():
             raise CliError(f"folder not found for --csv: {path.parent}")
         table.to_csv(path, index=False)
@@ -570,13 +636,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         from dfd import export
     except ImportError as exc:
         raise CliError("TFLite export is not available in this version (dfd.export is missing)") from exc
+    from dfd import runs
+
     run = _run(args.run, args.runs_dir)
     kinds = ("float", "int8") if args.kind == "both" else (args.kind,)
     data_root = _existing(args.calibration_data, "calibration dataset folder") if args.calibration_data else None
+    if args.out:
+        out = runs.check_writable(Path(args.out).expanduser())
+    else:  # a new folder of the user runs folder, never the run's own (a shipped run is read-only)
+        exports = (Path(args.runs_dir) if args.runs_dir else runs.user_dir()) / runs.EXPORTS_DIR
+        out = exports / runs.unique_name(exports, run.name, run=False)
     _import_tensorflow_quietly()
-    print(f"exporting {run.name} ({', '.join(kinds)}) ...", file=sys.stderr, flush=True)
+    print(f"exporting {run.name} ({', '.join(kinds)}) to {out} ...", file=sys.stderr, flush=True)
     with _quiet_output():
-        written = export.export(run, args.out, data_root=data_root, kinds=kinds,
+        written = export.export(run, out, data_root=data_root, kinds=kinds,
                                 n_representative=args.n_representative)
     for key, path in written.items():
         size = f"  ({Path(path).stat().st_size / 1024:.0f} KB)" if key != "info" and Path(path).exists() else ""
@@ -593,7 +666,10 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def _runs_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs-dir", default=str(MODELS_DIR), metavar="DIR", help="folder holding the runs")
+    p.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="the user runs folder: runs are looked up here and in the shipped models/, and new runs "
+                        "and evaluation records are written here (default: $DFD_RUNS_DIR, else runs/ in the "
+                        "repository)")
 
 
 def _scoring_options(p: argparse.ArgumentParser, per: str = "") -> None:
@@ -601,6 +677,8 @@ def _scoring_options(p: argparse.ArgumentParser, per: str = "") -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
     p.add_argument("--limit", type=int, help=f"at most this many images{per} (stratified)")
     p.add_argument("--batch-size", type=int, default=64, help="images per model call")
+    p.add_argument("--tag", help="name of the evaluation record (default: <data folder>-<split>; never reused: "
+                                 "tag2, tag3, ...)")
     _runs_dir(p)
 
 
@@ -613,8 +691,10 @@ def _run_and_data(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from dfd import demo
 
+    # "dfd" when run as the installed console command, "python -m dfd" otherwise
+    prog = "dfd" if Path(sys.argv[0]).name == "dfd" else "python -m dfd"
     parser = argparse.ArgumentParser(
-        prog="python -m dfd", formatter_class=_Formatter,
+        prog=prog, formatter_class=_Formatter,
         description="Deepfake image detection: datasets, training, evaluation and detection from the shell.",
         epilog="Each command has its own --help. Labels: fake = 1, real = 0; models output P(fake).")
     parser.add_argument("--version", action="version", version=f"dfd {__version__}")
@@ -671,17 +751,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", formatter_class=_Formatter, help="fit a run's temperature and threshold",
                        description="Fit temperature scaling and the decision threshold on a run's val predictions "
-                                   "and write calibration.json (training does this itself when it ends).")
+                                   "and write calibration.json (training does this itself when it ends). A shipped "
+                                   "run is never changed: its calibrated copy becomes a new run in the user runs "
+                                   "folder.")
     p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
     p.add_argument("--split", default="val", help="the split of predictions.csv to fit on")
+    p.add_argument("--name", help="name of the calibrated copy made of a shipped run (default: <run>-calibrated)")
     _runs_dir(p)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("evaluate", formatter_class=_Formatter, help="score a run on a dataset folder",
-                       description="Predict a split of a dataset with a run's model and write "
-                                   "<run>/evals/<tag>/{predictions.csv,metrics.json,errors.csv}.")
+                       description="Predict a split of a dataset with a run's model and write a new evaluation "
+                                   "record <runs dir>/_evals/<run>/evaluate/<tag>/{predictions.csv,metrics.json,"
+                                   "errors.csv,record.json}; the run's own folder is not touched.")
     _run_and_data(p)
-    p.add_argument("--tag", help="name of the evaluation folder (default: <data folder>-<split>)")
     p.add_argument("--dataset", help="only this dataset (the index's dataset column) when DATA holds several")
     p.set_defaults(func=cmd_evaluate)
 
@@ -700,7 +783,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("runs", formatter_class=_Formatter, help="list runs with their key metrics",
-                       description="List the runs in --runs-dir, newest first, with status and test metrics.")
+                       description="List the user runs (--runs-dir), newest first, then the shipped runs "
+                                   "(models/), with val and test metrics at each run's served threshold; with "
+                                   "--evals, each run's accuracy on each dataset it was evaluated on.")
+    p.add_argument("--evals", action="store_true",
+                   help="list the evaluations instead: own test split and evaluation records, per dataset")
     p.add_argument("--csv", metavar="FILE", help="write the table as CSV to FILE ('-' for stdout)")
     _runs_dir(p)
     p.set_defaults(func=cmd_runs)
@@ -717,19 +804,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("robustness", formatter_class=_Formatter, help="accuracy under JPEG, blur and noise",
-                       description="Score a run on a split under JPEG re-compression, Gaussian blur and noise; "
-                                   "writes robustness.csv/json in the run folder. When DATA holds several "
-                                   "datasets, only those the run was trained on are scored.")
+                       description="Score a run on a split under JPEG re-compression, Gaussian blur and noise, "
+                                   "at its served threshold; writes a new evaluation record "
+                                   "<runs dir>/_evals/<run>/robustness/<tag>/ with robustness_by_dataset.csv (each "
+                                   "dataset in DATA), robustness.csv (pooled over the datasets the run was trained "
+                                   "on) and robustness.json. --limit is per dataset.")
     _run_and_data(p)
     p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("cross-dataset", formatter_class=_Formatter, help="score runs on every dataset, in and out of domain",
                        description="Score each run on each dataset's split under DATA (e.g. models trained on some "
-                                   "datasets, tested on the others) and write the table as cross_dataset.csv into "
-                                   "the run --into (default: the first run), where the Evaluation page shows it.")
+                                   "datasets, tested on the others) and write the table as cross_dataset.csv in a "
+                                   "new evaluation record of the run --into (default: the first run), "
+                                   "<runs dir>/_evals/<run>/cross-dataset/<tag>/, where the Evaluation page shows it.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run names (in --runs-dir) or run folder paths")
     p.add_argument("--data", required=True, metavar="DATA", help="folder holding the datasets (any supported layout)")
-    p.add_argument("--into", metavar="RUN", help="run whose folder gets cross_dataset.csv (default: the first)")
+    p.add_argument("--into", metavar="RUN", help="run the table is recorded for (default: the first)")
     _scoring_options(p, per=" per dataset")
     p.set_defaults(func=cmd_cross_dataset)
 
@@ -738,7 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "quantisation calibrated on images of the run's dataset).")
     p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
     p.add_argument("--kind", default="both", choices=["float", "int8", "both"], help="which model(s) to write")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: the run folder)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: a new folder <runs dir>/_exports/<run>)")
     p.add_argument("--calibration-data", metavar="DIR",
                    help="images for int8 calibration (default: the run's training data)")
     p.add_argument("--n-representative", type=int, default=200, metavar="N",

@@ -8,12 +8,17 @@ training, the CLI and the app use.
 
 Calibration: :func:`calibrate` fits a temperature ``T`` on the val predictions (minimising log loss) and a
 threshold on the calibrated val probabilities; detection applies ``p = sigmoid(logit(p) / T)``
-(:func:`apply_temperature`) and calls "fake" when ``p >= threshold``.
+(:func:`apply_temperature`) and calls "fake" when ``p >= threshold``. That threshold is the run's served
+threshold (:attr:`dfd.runs.Run.threshold`), used by every table here that says "accuracy" at a threshold.
+
+Nothing here writes into a run's folder except :func:`calibrate` of a user run: :func:`evaluate_run`,
+:func:`robustness` and :func:`cross_dataset` each write a new evaluation record of the run
+(``<user runs>/_evals/<run>/<kind>/<tag>/``, see :mod:`dfd.runs`) and return its folder; a shipped run is
+calibrated into a copy in the user runs folder.
 """
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +33,7 @@ from dfd import imaging, runs
 EPS = 1e-7
 ROBUSTNESS_SWEEP: tuple[tuple[str, float], ...] = (
     ("none", 0),
-    ("jpeg", 90), ("jpeg", 70), ("jpeg", 50),
+    ("jpeg", 95), ("jpeg", 90), ("jpeg", 75), ("jpeg", 70), ("jpeg", 50),
     ("blur", 0.5), ("blur", 1.0), ("blur", 2.0),
     ("noise", 2), ("noise", 5), ("noise", 10),
 )
@@ -236,10 +241,16 @@ def best_threshold(y: np.ndarray, p: np.ndarray, max_false_alarm: float | None =
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
 
 
-def calibrate(run: runs.Run | str | Path, split: str = "val", max_false_alarm: float | None = None) -> dict[str, Any]:
-    """Fit temperature and threshold on the run's ``split`` predictions; write and return calibration.json.
-    ``max_false_alarm`` (default: the run's config, as trained) caps the false-alarm rate on ``split``."""
-    run = runs.get_run(run)
+def calibrate(run: runs.Run | str | Path, split: str = "val", max_false_alarm: float | None = None, *,
+              runs_dir: str | Path | None = None, name: str | None = None) -> dict[str, Any]:
+    """Fit temperature and threshold on the run's ``split`` predictions and write calibration.json.
+    ``max_false_alarm`` (default: the run's config, as trained) caps the false-alarm rate on ``split``.
+
+    A user run is calibrated in place. A shipped run is never written: a calibrated copy of it is made in
+    the user runs folder (``runs_dir``, default :func:`dfd.runs.user_dir`) as ``name`` (default
+    ``<run>-calibrated``). Returns the calibration, with ``run_path`` the run that now serves it.
+    """
+    run = runs.get_run(run, runs_dir)
     if max_false_alarm is None:
         max_false_alarm = run.config.get("max_false_alarm")
     pred = run.predictions()
@@ -264,8 +275,21 @@ def calibrate(run: runs.Run | str | Path, split: str = "val", max_false_alarm: f
         result.update(test_ece_before=expected_calibration_error(ty, tp),
                       test_ece_after=expected_calibration_error(ty, tq),
                       test_accuracy_at_threshold=float(np.mean((tq >= thr) == ty)))
-    runs.write_json_atomic(run.path / "calibration.json", result)
-    return result
+    if not run.shipped:
+        runs.write_json_atomic(run.path / "calibration.json", result)
+        return {**result, "run_path": str(run.path)}
+    new_name = name or f"{run.name}-calibrated"
+    tmp, root = runs.copy_run(run, new_name, runs_dir or run.records_root, {
+        "name": new_name, "notes": f"{run.name} (shipped) recalibrated on its {split} predictions"})
+    try:
+        runs.write_json_atomic(tmp / "calibration.json", result)
+        final = runs.finalize_run_dir(tmp, root, new_name)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {**result, "run_path": str(final)}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -296,6 +320,30 @@ def _select(data_root: str | Path, split: str, limit: int | None, seed: int = 0,
     if frame.empty:
         raise EvaluationError(f"no {split!r} images in {data_root}" + (f" (dataset {dataset!r})" if dataset else ""))
     return _stratified_limit(frame, limit, seed)
+
+
+def _source(run: runs.Run, data_root: str | Path, split: str, limit: int | None, **extra: Any) -> dict[str, Any]:
+    """What an evaluation record was made from (its record.json)."""
+    return {"data": str(Path(data_root).expanduser().resolve()), "split": split, "limit": limit,
+            "threshold": run.threshold, "temperature": run.temperature, "tta": run.tta, **extra}
+
+
+def _default_tag(data_root: str | Path, split: str) -> str:
+    return f"{Path(data_root).expanduser().resolve().name}-{split}"
+
+
+def _record(run: runs.Run, kind: str, tag: str, info: dict[str, Any], write: Callable[[Path], None]) -> Path:
+    """A new evaluation record of ``run`` (dfd.runs: ``<user runs>/_evals/<run>/<kind>/<tag>``), written by
+    ``write(folder)`` into a temporary folder and renamed into place; nothing of the run is touched."""
+    tmp = runs.new_record_dir(run, kind)
+    try:
+        write(tmp)
+        return runs.finalize_record(tmp, run, kind, tag, info)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def predictor(model: Any, image_size: int | None = None, tta: bool = False) -> Callable[[np.ndarray], np.ndarray]:
@@ -344,10 +392,11 @@ def evaluate_run(run: runs.Run | str | Path, data_root: str | Path, split: str =
                  batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> Path:
     """Predict ``split`` (or "all") of the data at ``data_root`` with the run's model.
 
-    Writes ``evals/<tag>/predictions.csv`` and ``metrics.json`` (same format as the run's own; metrics at
-    the run's threshold after its temperature, raw P(fake) in the CSV) and ``errors.csv`` for unreadable
-    files. ``tag`` defaults to ``<data folder name>-<split>``; an existing tag is never overwritten
-    (tag2, tag3, ...). Returns the evals/<tag> folder.
+    Writes a new evaluation record (``<user runs>/_evals/<run>/evaluate/<tag>/``, see :mod:`dfd.runs`):
+    ``predictions.csv`` (raw P(fake); paths relative to ``data_root``), ``metrics.json`` (same format as
+    the run's own, at 0.5, plus "calibrated": at the run's served threshold after its temperature),
+    ``errors.csv`` (unreadable files) and ``record.json``. ``tag`` defaults to ``<data folder name>-<split>``;
+    a tag is never reused (tag2, tag3, ...). Returns the record folder.
     """
     run = runs.get_run(run)
     frame = _select(data_root, split, limit, dataset=dataset)
@@ -358,21 +407,16 @@ def evaluate_run(run: runs.Run | str | Path, data_root: str | Path, split: str =
     if run.temperature != 1.0 or run.threshold != 0.5:
         calibrated = pred.assign(p_fake=apply_temperature(pred["p_fake"].to_numpy(), run.temperature))
         report["calibrated"] = metrics_report(calibrated, run.threshold)
-    report["source"] = {"data": str(Path(data_root).resolve()), "split": split, "limit": limit,
-                        "dataset": dataset, "run": run.name}
-    tag = tag or f"{Path(data_root).resolve().name}-{split}"
-    evals = run.path / "evals"
-    tmp = runs.new_run_dir(evals, tag)
-    try:
-        runs.write_csv_atomic(tmp / "predictions.csv", pred)
-        runs.write_json_atomic(tmp / "metrics.json", report)
-        runs.write_csv_atomic(tmp / "errors.csv", pd.DataFrame(sorted(errors.items()), columns=["path", "reason"]))
-        return runs.finalize_run_dir(tmp, evals, tag)
-    except BaseException:
-        import shutil
+    info = _source(run, data_root, split, limit, dataset=dataset)
+    report["source"] = {**info, "run": run.name}
 
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    def write(folder: Path) -> None:
+        stored = pred.assign(path=runs.relative_paths(pred["path"].tolist(), info["data"]))
+        runs.write_csv_atomic(folder / "predictions.csv", stored)
+        runs.write_json_atomic(folder / "metrics.json", report)
+        runs.write_csv_atomic(folder / "errors.csv", pd.DataFrame(sorted(errors.items()), columns=["path", "reason"]))
+
+    return _record(run, "evaluate", tag or _default_tag(data_root, split), info, write)
 
 
 def perturbation(kind: str, level: float) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -391,40 +435,65 @@ def perturbation(kind: str, level: float) -> Callable[[np.ndarray], np.ndarray] 
     raise EvaluationError(f"unknown perturbation {kind!r}; use none, jpeg, blur or noise")
 
 
+ROBUSTNESS_COLUMNS = ["perturbation", "level", "accuracy", "roc_auc", "recall", "false_alarm", "n"]
+
+
+def _robustness_row(m: dict[str, Any]) -> dict[str, Any]:
+    """accuracy, ROC AUC, recall on fakes and false-alarm rate on reals (at the served threshold), n."""
+    (tn, fp), _ = m["confusion"]
+    return {"accuracy": m["accuracy"], "roc_auc": m["roc_auc"], "recall": m["recall"],
+            "false_alarm": fp / (tn + fp) if tn + fp else None, "n": m["n"]}
+
+
 def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "test", limit: int | None = None,
                *, sweep: tuple[tuple[str, float], ...] = ROBUSTNESS_SWEEP, batch_size: int = 64,
-               progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """Accuracy and ROC AUC under JPEG re-compression, blur and noise; written as robustness.csv in the run.
+               tag: str | None = None, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Accuracy and ROC AUC under JPEG re-compression, blur and noise, at the run's served threshold (after
+    its temperature). Writes a new evaluation record (``<user runs>/_evals/<run>/robustness/<tag>/``) and
+    returns its folder:
 
-    Columns: perturbation, level, accuracy, roc_auc, n. Accuracy uses the run's calibrated threshold.
-    ``progress(done, total)`` counts conditions. When ``data_root`` holds several datasets, only those the run
-    was trained on are scored (robustness is about the fakes it knows; cross_dataset covers the others),
-    unless none of them is there.
+    - ``robustness_by_dataset.csv``: one row per dataset in ``data_root`` and condition (columns dataset,
+      domain, perturbation, level, accuracy, roc_auc, recall, false_alarm, n), every dataset, in or out of
+      the run's domain;
+    - ``robustness.csv``: the same conditions pooled over the datasets the run was trained on (all of them
+      if none is there): robustness is about the fakes a detector knows, cross_dataset covers the others;
+    - ``robustness.json``: where, how many, threshold and temperature, and the pooled rows.
+
+    ``limit`` is at most that many images per dataset (stratified). ``progress(done, total)`` counts images.
     """
     run = runs.get_run(run)
     frame = _select(data_root, split, None)
-    if "dataset" in frame and frame["dataset"].nunique() > 1:
-        own = frame[frame["dataset"].isin(run.trained_on)]
-        frame = own if len(own) else frame
-    frame = _stratified_limit(frame, limit)
-    predict = predictor(runs.load_model(run), tta=run.tta)
-    rows = []
-    for i, (kind, level) in enumerate(sweep):
-        pred, _ = predict_frame(predict, frame, run.image_size, batch_size, transform=perturbation(kind, level))
-        pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
-        m = metrics(pred, run.threshold)
-        rows.append({"perturbation": kind, "level": level, "accuracy": m["accuracy"], "roc_auc": m["roc_auc"],
-                     "n": m["n"]})
-        if progress:
-            progress(i + 1, len(sweep))
-    table = pd.DataFrame(rows, columns=["perturbation", "level", "accuracy", "roc_auc", "n"])
-    runs.write_csv_atomic(run.path / "robustness.csv", table)
-    runs.write_json_atomic(run.path / "robustness.json", {
-        "data": str(Path(data_root).resolve()), "split": split, "limit": limit, "n_images": int(len(frame)),
-        "datasets": sorted(frame["dataset"].astype(str).unique()),
-        "threshold": run.threshold, "temperature": run.temperature, "pid": os.getpid(),
-        "rows": table.to_dict(orient="records")})
-    return table
+    parts = {str(d): _stratified_limit(g, limit) for d, g in frame.groupby("dataset")}
+    seen = set(run.trained_on)
+    own = [d for d in parts if d in seen] or list(parts)
+    predict = predictor(runs.load_model(run), run.image_size, tta=run.tta)
+    total, done = len(sweep) * sum(len(p) for p in parts.values()), 0
+    per_dataset, pooled = [], []
+    for kind, level in sweep:
+        scored = []
+        for dataset, part in parts.items():
+            pred, _ = predict_frame(predict, part, run.image_size, batch_size, transform=perturbation(kind, level))
+            pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
+            m = metrics(pred, run.threshold)
+            per_dataset.append({"dataset": dataset, "domain": "in-domain" if dataset in seen else "out-of-domain",
+                                "perturbation": kind, "level": level, **_robustness_row(m)})
+            if dataset in own:
+                scored.append(pred)
+            done += len(part)
+            if progress:
+                progress(done, total)
+        m = metrics(pd.concat(scored, ignore_index=True), run.threshold)
+        pooled.append({"perturbation": kind, "level": level, **_robustness_row(m)})
+    table = pd.DataFrame(pooled, columns=ROBUSTNESS_COLUMNS)
+    by_dataset = pd.DataFrame(per_dataset, columns=["dataset", "domain", *ROBUSTNESS_COLUMNS])
+    info = _source(run, data_root, split, limit, datasets=own, n_images=int(sum(len(parts[d]) for d in own)))
+
+    def write(folder: Path) -> None:
+        runs.write_csv_atomic(folder / "robustness.csv", table)
+        runs.write_csv_atomic(folder / "robustness_by_dataset.csv", by_dataset)
+        runs.write_json_atomic(folder / "robustness.json", {**info, "rows": table.to_dict(orient="records")})
+
+    return _record(run, "robustness", tag or _default_tag(data_root, split), info, write)
 
 
 CROSS_COLUMNS = ["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc"]
@@ -446,18 +515,20 @@ def _generator_rows(run: runs.Run, pred: pd.DataFrame, dataset: str, seen: list[
 
 def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, split: str = "test",
                   limit: int | None = None, *, into: runs.Run | str | Path | None = None, batch_size: int = 64,
-                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                  tag: str | None = None, progress: Callable[[int, int], None] | None = None) -> Path:
     """How far detectors travel: each run scores each dataset's ``split`` at ``data_root``, marked in-domain
-    (the run was trained on that dataset) or out-of-domain. Accuracy at each run's calibrated threshold.
+    (the run was trained on that dataset) or out-of-domain. Accuracy at each run's served threshold.
 
     Datasets whose fakes name their generator also get a row per generator ("<dataset> / <generator>": that
     generator's fakes with the dataset's reals), marked "unseen generator" for a run trained without it.
-    Columns: run, trained_on, dataset, domain, n, accuracy, roc_auc. Written as cross_dataset.csv into the
-    run ``into`` (default: the first run), where the Evaluation page shows it.
+    Columns: run, trained_on, dataset, domain, n, accuracy, roc_auc. Written as ``cross_dataset.csv`` in a
+    new evaluation record of the run ``into`` (default: the first run), ``<user runs>/_evals/<into>/
+    cross-dataset/<tag>/``, where the Evaluation page shows it; returns the record folder.
     """
     chosen = [runs.get_run(r) for r in run_refs]
     if not chosen:
         raise EvaluationError("cross_dataset needs at least one run")
+    target = runs.get_run(into) if into is not None else chosen[0]
     frame = _select(data_root, split, None)
     parts = {d: _stratified_limit(g, limit) for d, g in frame.groupby("dataset")}
     rows, done = [], 0
@@ -476,7 +547,7 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
             if progress:
                 progress(done, len(chosen) * len(parts))
     table = pd.DataFrame(rows, columns=CROSS_COLUMNS)
-    target = runs.get_run(into) if into is not None else chosen[0]
-    runs.write_csv_atomic(target.path / "cross_dataset.csv", table)
-    return table
-
+    info = _source(target, data_root, split, limit, runs=[r.name for r in chosen],
+                   thresholds={r.name: r.threshold for r in chosen})
+    return _record(target, "cross-dataset", tag or _default_tag(data_root, split), info,
+                   lambda folder: runs.write_csv_atomic(folder / "cross_dataset.csv", table))

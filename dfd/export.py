@@ -22,7 +22,16 @@ import numpy as np
 
 from dfd import imaging
 from dfd.models import mirror_averaged
-from dfd.runs import Run, get_run, load_model, write_json_atomic
+from dfd.runs import (
+    EXPORTS_DIR,
+    Run,
+    check_writable,
+    get_run,
+    load_model,
+    unique_name,
+    user_dir,
+    write_json_atomic,
+)
 
 
 class ExportError(ValueError):
@@ -72,7 +81,8 @@ def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_roo
            seed: int = 0) -> dict[str, Path]:
     """Write ``model_float32.tflite`` and/or ``model_int8.tflite`` (``kinds``) and ``export.json`` to ``out_dir``.
 
-    ``out_dir`` defaults to the run folder. Returns {"float32": path, "int8": path, "info": path}.
+    ``out_dir`` defaults to a new folder ``<user runs>/_exports/<run>`` (never the run folder: a shipped run
+    is read-only, see :mod:`dfd.runs`). Returns {"float32": path, "int8": path, "info": path}.
     """
     unknown = set(kinds) - {"float", "int8"}
     if unknown or not kinds:
@@ -82,7 +92,11 @@ def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_roo
     run = get_run(run)
     if not run.model_path.exists():
         raise ExportError(f"run {run.name!r} has no model.keras to export")
-    out = Path(out_dir) if out_dir else run.path
+    if out_dir:
+        out = check_writable(Path(out_dir))
+    else:
+        exports = user_dir() / EXPORTS_DIR
+        out = exports / unique_name(exports, run.name, run=False)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(run)
     if run.tta:
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m dfd.export", description=main.__doc__)
     ap.add_argument("run", nargs="?", default="default")
-    ap.add_argument("--out", default=None, help="output folder (default: the run folder)")
+    ap.add_argument("--out", default=None, help="output folder (default: a new folder <user runs>/_exports/<run>)")
     ap.add_argument("--data", default=None, help="data folder for int8 calibration images (default: the run's)")
     ap.add_argument("--n-representative", type=int, default=200)
     ap.add_argument("--no-int8", action="store_true")

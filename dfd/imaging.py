@@ -23,7 +23,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 100_000_000
 # Files larger than this are refused before decoding.
 MAX_BYTES = 64 * 1024 * 1024
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# The image files dfd judges, indexes and accepts for upload. GIF (and animated WebP): the first frame.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# The same, as users read it.
+IMAGE_TYPES_TEXT = "JPEG, PNG, WebP, BMP, TIFF, GIF (first frame)"
 
 Source = str | Path | bytes | bytearray | BinaryIO
 

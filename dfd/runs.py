@@ -1,10 +1,49 @@
-"""The run store: one folder a training run, read by every page and command, written atomically.
+"""The run store: where runs and their evaluation records live, how they are read, written and named.
 
-A run folder ``models/<name>/`` holds ``config.json`` (everything to reproduce the run), ``status.json``
+Two folders hold runs, and a run name means the same run everywhere (the app's Run picker, ``python -m dfd``):
+
+- **Shipped runs**: ``models/`` in the repository (``$DFD_MODELS_DIR`` moves it), e.g. ``models/default``,
+  the detector the app serves. **Read-only to every dfd command and page**: :func:`check_writable` refuses
+  any write below it, and every writer here calls it.
+- **User runs**: ``runs/`` in the repository, git-ignored (``$DFD_RUNS_DIR`` moves it; an installed package
+  without a repository uses ``~/.local/share/dfd/runs``). ``train``, ``ensemble``, ``calibrate`` of a shipped
+  run, ``evaluate``, ``robustness``, ``cross-dataset`` and ``export`` write here, and nowhere else.
+
+Names: :func:`list_runs` lists the user runs (newest first) and then the shipped ones. A name resolves to
+the shipped run of that name if there is one, else to the user run: shadowing is made impossible for runs
+dfd creates (a new run never takes a shipped run's name: ``default`` becomes ``default2``), and a user folder
+with a shipped run's name made by hand is hidden and reported by :func:`shadowed_runs`. A run can always be
+given as a folder path instead of a name.
+
+A run folder ``<name>/`` holds ``config.json`` (everything to reproduce the run), ``status.json``
 (``{"status": "complete"|"interrupted"|"failed", ...}``), ``history.csv`` (one row an epoch), ``model.keras``,
-``predictions.csv`` (path,label,p_fake,split,dataset for every evaluated image), ``metrics.json``, and
-optionally ``calibration.json`` (temperature, threshold), ``robustness.csv``, ``bad_files.csv`` and
-``evals/<tag>/{predictions.csv,metrics.json}`` (the run evaluated on other data).
+``predictions.csv`` (path,label,p_fake,split,dataset for every evaluated image), ``metrics.json`` (at 0.5,
+from predictions.csv), ``bad_files.csv`` and ``calibration.json`` (temperature, threshold: the served
+threshold). A shipped run may also hold its own evidence files, copied in when it was shipped:
+``robustness.csv``, ``robustness_by_dataset.csv``, ``robustness.json`` (from ``python -m dfd robustness``)
+and ``cross_dataset.csv`` (from ``python -m dfd cross-dataset``). :data:`EVIDENCE_FILES` names every file a
+command writes.
+
+Evaluation records: evaluating a run never changes its folder. Each ``evaluate``, ``robustness`` or
+``cross-dataset`` of run ``<run>`` (shipped or not) is a new folder ::
+
+    <user runs>/_evals/<run>/<kind>/<tag>/     kind: evaluate | robustness | cross-dataset
+        record.json                            what made it: kind, run, data, split, limit, threshold, when
+        predictions.csv, metrics.json, errors.csv            (evaluate)
+        robustness.csv, robustness_by_dataset.csv, robustness.json   (robustness)
+        cross_dataset.csv                                    (cross-dataset)
+
+``<tag>`` defaults to ``<data folder>-<split>`` and is never reused (``tag2``, ``tag3``...). Exports go to
+``<user runs>/_exports/<run>/`` unless ``--out`` says otherwise. :meth:`Run.records` lists a run's evidence
+of one kind: its own files (``Record.own``: in the run folder) first, then the records, oldest first, so a
+page or command can say which is which. ``_evals`` and ``_exports`` are never runs (names starting with
+"_" are not run names).
+
+Image paths in predictions.csv are stored relative to the data folder the run (or evaluation) was made
+on (``config.json`` ``data``, ``record.json`` ``data``), so they resolve from any working directory and
+after the data moves: :func:`resolve_paths` looks under that folder, then ``$DFD_DATA``, then
+``../shared/data`` beside the repository (also by the dataset's name), and understands the older formats
+(absolute paths, paths relative to the repository).
 
 Writing: a run is built in ``<root>/.tmp-<name>-<pid>/`` and renamed into place when it ends (complete,
 interrupted or failed alike); a name already taken becomes ``name2``, ``name3``... so nothing is ever
@@ -19,14 +58,16 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from dfd import DEFAULT_RUN, MODELS_DIR, SHARED_DATA
+from dfd import DEFAULT_RUN, MODELS_DIR, REPO_ROOT, SHARED_DATA
 
 if TYPE_CHECKING:
     import keras
@@ -34,11 +75,73 @@ if TYPE_CHECKING:
 COMPLETE, INTERRUPTED, FAILED, RUNNING = "complete", "interrupted", "failed", "running"
 PREDICTION_COLUMNS = ["path", "label", "p_fake", "split", "dataset", "generator"]
 TMP_PREFIX = ".tmp-"
+EVALS_DIR, EXPORTS_DIR = "_evals", "_exports"
+RECORD_KINDS = ("evaluate", "robustness", "cross-dataset")
+# Every file a dfd command writes into a run folder or an evaluation record, by the command that writes it.
+EVIDENCE_FILES: dict[str, tuple[str, ...]] = {
+    "train": ("config.json", "status.json", "history.csv", "model.keras", "predictions.csv", "metrics.json",
+              "bad_files.csv", "calibration.json"),
+    "ensemble": ("config.json", "status.json", "model.keras", "predictions.csv", "metrics.json", "bad_files.csv",
+                 "calibration.json"),
+    "calibrate": ("calibration.json",),
+    "evaluate": ("record.json", "predictions.csv", "metrics.json", "errors.csv"),
+    "robustness": ("record.json", "robustness.csv", "robustness_by_dataset.csv", "robustness.json"),
+    "cross-dataset": ("record.json", "cross_dataset.csv"),
+    "export": ("model_float32.tflite", "model_int8.tflite", "export.json"),
+    "card --compare RUN... --csv runs_compared.csv": ("runs_compared.csv",),
+    "bench/tflite.py RUN --record DIR": ("tflite.json",),
+}
+# The evidence a shipped run may carry in its own folder (copied from a record when the run was shipped).
+OWN_EVIDENCE = {"robustness": "robustness.csv", "cross-dataset": "cross_dataset.csv"}
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class RunError(ValueError):
     """A run that does not exist or cannot be read, with a message fit to show a user."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Where runs live
+
+
+def shipped_dir() -> Path:
+    """The shipped runs' folder (read-only): ``$DFD_MODELS_DIR``, else the repository's ``models/``."""
+    env = os.environ.get("DFD_MODELS_DIR")
+    return Path(env).expanduser() if env else MODELS_DIR
+
+
+def user_dir() -> Path:
+    """The user's runs folder: ``$DFD_RUNS_DIR``, else ``runs/`` in the repository (git-ignored), else (an
+    installed package, no repository) ``$XDG_DATA_HOME/dfd/runs`` (``~/.local/share/dfd/runs``)."""
+    env = os.environ.get("DFD_RUNS_DIR")
+    if env:
+        return Path(env).expanduser()
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / "runs"
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "dfd" / "runs"
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(str(path))))
+
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether ``path`` is the shipped runs' folder or inside it."""
+    target, shipped = _resolved(path), _resolved(shipped_dir())
+    for a, b in ((target, shipped), (target.resolve(), shipped.resolve())):
+        if a == b or b in a.parents:
+            return True
+    return False
+
+
+def check_writable(path: str | Path) -> Path:
+    """``path``, or :class:`RunError` if it lies in the shipped runs' folder, which no dfd command writes."""
+    if is_shipped(path):
+        raise RunError(f"{path} is in the shipped runs folder {shipped_dir()}, which dfd commands never write; "
+                       f"new runs and evaluation records go to {user_dir()} (set $DFD_RUNS_DIR or --runs-dir "
+                       "to choose another folder)")
+    return Path(path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -62,8 +165,10 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    Refuses (:class:`RunError`) a path in the shipped runs' folder."""
+    path = check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -94,31 +199,113 @@ def read_json(path: str | Path, default: Any = None) -> Any:
         raise RunError(f"cannot read {path}: {exc}") from exc
 
 
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Image paths in predictions.csv
+
+
+def _data_base(data_root: str | Path) -> Path:
+    """The folder image paths are stored relative to: the data folder, or the folder of a CSV manifest."""
+    base = _resolved(data_root)
+    return base.parent if base.suffix.lower() == ".csv" or base.is_file() else base
+
+
+def relative_paths(paths: Sequence[str], data_root: str | Path | None) -> list[str]:
+    """Image paths as stored in predictions.csv: relative to ``data_root`` (POSIX separators) where they lie
+    below it, absolute otherwise."""
+    if not data_root:
+        return [str(p) for p in paths]
+    base = str(_data_base(data_root))
+    out = []
+    for p in paths:
+        full = os.path.abspath(str(p))
+        out.append(Path(os.path.relpath(full, base)).as_posix() if full.startswith(base + os.sep) else str(p))
+    return out
+
+
+def _tails(path: str, root: Path | None, dataset: str | None) -> list[str]:
+    """Ways to re-root a stored path that was not found: relative to the old data folder, and from the
+    dataset's own folder (named like the dataset) down."""
+    if os.path.isabs(path):
+        fulls = [path]
+    else:  # relative to the data folder (now), or to the repository (the first format)
+        fulls = ([str(root / path)] if root else []) + [os.path.normpath(REPO_ROOT / path)]
+    tails: list[str] = []
+    for full in fulls:
+        if root is not None and full.startswith(str(root) + os.sep):
+            tails.append(os.path.relpath(full, root))
+        parts = Path(full).parts
+        if dataset and dataset in parts[:-1]:
+            i = len(parts) - 1 - parts[::-1].index(dataset)
+            tails.append(str(Path(*parts[i:])))
+    return list(dict.fromkeys(tails))
+
+
+def resolve_paths(paths: Sequence[str], data_root: str | Path | None = None,
+                  datasets: Sequence[Any] | None = None) -> list[str]:
+    """Absolute paths for image paths stored in a predictions.csv, found from any working directory.
+
+    A relative path is looked up under ``data_root`` (the folder the predictions were made on), then
+    ``$DFD_DATA``, then ``../shared/data`` beside the repository, then (the first format) relative to the
+    repository. A path that does not exist there (the data moved) is re-rooted under ``$DFD_DATA`` and
+    ``../shared/data``: relative to the old data folder, or from the folder named like its dataset down.
+    A path found nowhere comes back as its first candidate (absolute), so messages show a useful path.
+    """
+    root = _data_base(data_root) if data_root else None
+    elsewhere = ([_resolved(os.environ["DFD_DATA"])] if os.environ.get("DFD_DATA") else []) + [SHARED_DATA]
+    bases = ([root] if root else []) + elsewhere
+    names = list(datasets) if datasets is not None else [None] * len(paths)
+    out: list[str] = []
+    for p, ds in zip(paths, names, strict=True):
+        p = str(p)
+        first = [Path(p)] if os.path.isabs(p) else [b / p for b in bases] + [REPO_ROOT / p]
+        found = next((c for c in first if c.exists()), None)
+        if found is None:
+            tails = _tails(p, root, ds if isinstance(ds, str) and ds else None)
+            found = next((c for c in (b / t for t in tails for b in elsewhere) if c.exists()), None)
+        out.append(os.path.normpath(found if found is not None else first[0]))
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Naming and placing run folders
 
 
 def safe_name(name: str) -> str:
-    """A folder-safe run name: letters, digits, '.', '_', '-' (others become '-'); never empty or hidden."""
-    cleaned = _NAME_OK.sub("-", str(name).strip()).strip(".-") or "run"
+    """A folder-safe run name: letters, digits, '.', '_', '-' (others become '-'); never empty, hidden or
+    starting with '_' (reserved for the store's own folders)."""
+    cleaned = _NAME_OK.sub("-", str(name).strip()).strip(".-").lstrip("_") or "run"
     return cleaned
 
 
-def unique_name(root: str | Path, name: str) -> str:
-    """``name`` if ``root/name`` is free, else ``name2``, ``name3``, ... (never an existing folder)."""
+def _taken(root: Path, name: str, run: bool) -> bool:
+    if (root / name).exists():
+        return True
+    if not run:
+        return False
+    # A run name is unique across both folders, and never inherits another (deleted) run's records.
+    return _is_run_dir(shipped_dir() / name) or (root / EVALS_DIR / name).exists()
+
+
+def unique_name(root: str | Path, name: str, *, run: bool = True) -> str:
+    """``name`` if free, else ``name2``, ``name3``, ... Free: no folder ``root/name``; for a run (``run``) also
+    no shipped run of that name and no evaluation records left under that name."""
     root = Path(root)
     base = safe_name(name)
-    if not (root / base).exists():
+    if not _taken(root, base, run):
         return base
     i = 2
-    while (root / f"{base}{i}").exists():
+    while _taken(root, f"{base}{i}", run):
         i += 1
     return f"{base}{i}"
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
     """Create and return the temporary folder ``root/.tmp-<name>-<pid>[-k]`` a run is written into."""
-    root = Path(root)
+    root = check_writable(root)
     root.mkdir(parents=True, exist_ok=True)
     base = root / f"{TMP_PREFIX}{safe_name(name)}-{os.getpid()}"
     path, k = base, 1
@@ -131,17 +318,18 @@ def new_run_dir(root: str | Path, name: str) -> Path:
             path = base.with_name(f"{base.name}-{k}")
 
 
-def finalize_run_dir(tmp: str | Path, root: str | Path, name: str) -> Path:
+def finalize_run_dir(tmp: str | Path, root: str | Path, name: str, *, run: bool = True) -> Path:
     """Rename the temporary run folder to ``root/<unique name>`` and return the final path.
 
     The folder always holds files, and renaming onto an existing non-empty folder fails, so a run that
-    races for the same name moves on to the next free one instead of replacing it.
+    races for the same name moves on to the next free one instead of replacing it. ``run=False`` for an
+    evaluation record (its tag need not differ from run names).
     """
-    tmp, root = Path(tmp), Path(root)
+    tmp, root = Path(tmp), check_writable(root)
     if not any(tmp.iterdir()):
         (tmp / ".keep").touch()
     for _ in range(1000):
-        target = root / unique_name(root, name)
+        target = root / unique_name(root, name, run=run)
         try:
             os.rename(tmp, target)
             return target
@@ -168,13 +356,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover_stale(root: str | Path = MODELS_DIR) -> list[Path]:
+def recover_stale(root: str | Path | None = None) -> list[Path]:
     """Keep the runs whose process died without closing them (killed, power cut): rename each stale
     ``.tmp-<name>-<pid>`` folder (its process no longer running) to a run marked "interrupted".
-    Returns the recovered run folders. Never touches the folders of live processes.
+    Returns the recovered run folders. Never touches the folders of live processes, nor shipped runs.
     """
-    root = Path(root)
-    if not root.is_dir():
+    root = Path(root) if root is not None else user_dir()
+    if not root.is_dir() or is_shipped(root):
         return []
     recovered = []
     for path in sorted(root.iterdir()):
@@ -190,15 +378,69 @@ def recover_stale(root: str | Path = MODELS_DIR) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Evaluation records
+
+
+@dataclass
+class Record:
+    """One piece of a run's evidence: its own files (``own``: in the run folder, e.g. a shipped run's
+    robustness.csv) or an evaluation record (a folder under ``<user runs>/_evals/<run>/<kind>/``)."""
+
+    kind: str
+    path: Path
+    own: bool
+
+    @property
+    def name(self) -> str:
+        """"run folder" for the run's own files, else the record's tag."""
+        return "run folder" if self.own else self.path.name
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """record.json (for the run's own files: robustness.json's or metrics.json's source, if any)."""
+        info = read_json(self.path / "record.json", None)
+        if info is None and self.kind == "robustness":
+            info = read_json(self.path / "robustness.json", None)
+        if info is None and self.kind == "evaluate":
+            info = (read_json(self.path / "metrics.json", {}) or {}).get("source")
+        return info if isinstance(info, dict) else {}
+
+    @property
+    def label(self) -> str:
+        """Where the numbers come from, for a page or a command to print."""
+        if self.own:
+            return f"the run's own file in {self.path}"
+        info = self.info
+        made = f", made {info['created']}" if info.get("created") else ""
+        return f"evaluation record {self.path}{made}"
+
+    def csv(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return _read_csv(self.path / name, columns)
+
+    def predictions(self) -> pd.DataFrame:
+        """An evaluate record's predictions.csv, its image paths resolved (see :func:`resolve_paths`)."""
+        pred = self.csv("predictions.csv", PREDICTION_COLUMNS)
+        if len(pred):
+            data = self.info.get("data")
+            pred["path"] = resolve_paths(pred["path"].astype(str).tolist(), data,
+                                         pred["dataset"].tolist() if "dataset" in pred else None)
+        return pred
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Reading runs
 
 
 @dataclass
 class Run:
-    """One run folder. Reading is lazy; missing optional files give empty results, not errors."""
+    """One run folder. Reading is lazy; missing optional files give empty results, not errors.
+
+    ``records_root`` is the user runs folder whose ``_evals/`` holds this run's evaluation records
+    (default: the folder holding the run, or :func:`user_dir` for a shipped run)."""
 
     path: Path
     _config: dict[str, Any] | None = field(default=None, repr=False)
+    records_root: Path | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -206,6 +448,11 @@ class Run:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def shipped(self) -> bool:
+        """A shipped run (in ``models/``): read-only; its evaluations go to the user runs folder."""
+        return is_shipped(self.path)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -261,29 +508,19 @@ class Run:
         names = [str(m.get("name")) for m in self.config.get("members") or []]
         return {n: _read_csv(self.path / "members" / n / "history.csv") for n in names}
 
-    def predictions(self) -> pd.DataFrame:
-        """predictions.csv; image paths re-rooted if the data folder has moved (see :meth:`relocate`)."""
+    def predictions(self, resolve: bool = True) -> pd.DataFrame:
+        """predictions.csv with absolute image paths, found from any working directory and after the data
+        moved (:func:`resolve_paths` against config.json's ``data``); ``resolve=False``: paths as stored."""
         pred = _read_csv(self.path / "predictions.csv", PREDICTION_COLUMNS)
-        if len(pred):
-            pred["path"] = self.relocate(pred["path"].astype(str).tolist())
+        if len(pred) and resolve:
+            pred["path"] = self.relocate(pred["path"].astype(str).tolist(),
+                                         pred["dataset"].tolist() if "dataset" in pred else None)
         return pred
 
-    def relocate(self, paths: list[str]) -> list[str]:
-        """The run's stored image paths, re-rooted when they do not exist: a path under the training data
-        folder (config.json ``data``) moves to the same place under $DFD_DATA or ../shared/data beside the
-        repository, if the file is there. Paths are returned unchanged otherwise."""
-        root = self.config.get("data")
-        if not paths or not root or Path(paths[0]).exists():
-            return paths
-        root = os.path.normpath(root)
-        candidates = [Path(os.environ["DFD_DATA"])] if os.environ.get("DFD_DATA") else []
-        candidates.append(SHARED_DATA)
-        rel = [os.path.relpath(p, root) if os.path.normpath(p).startswith(root + os.sep) else None for p in paths]
-        first = next((r for r in rel if r is not None), None)
-        for base in candidates:
-            if first is not None and (base / first).exists():
-                return [str(base / r) if r is not None else p for p, r in zip(paths, rel, strict=True)]
-        return paths
+    def relocate(self, paths: list[str], datasets: Sequence[str] | None = None) -> list[str]:
+        """The run's stored image paths as absolute paths that exist where possible (:func:`resolve_paths`
+        against the run's training data folder, config.json ``data``)."""
+        return resolve_paths(paths, self.config.get("data"), datasets)
 
     def metrics(self) -> dict[str, Any]:
         return read_json(self.path / "metrics.json", {}) or {}
@@ -293,7 +530,7 @@ class Run:
 
     @property
     def threshold(self) -> float:
-        """Decision threshold on (calibrated) P(fake): from calibration.json, else 0.5."""
+        """The served decision threshold on (calibrated) P(fake): from calibration.json, else 0.5."""
         value = self.calibration().get("threshold")
         return float(value) if value is not None else 0.5
 
@@ -308,9 +545,6 @@ class Run:
         """Whether P(fake) averages the image and its mirror image (config.json ``tta``; False if absent)."""
         return bool(self.config.get("tta"))
 
-    def robustness(self) -> pd.DataFrame:
-        return _read_csv(self.path / "robustness.csv")
-
     @property
     def trained_on(self) -> list[str]:
         """The datasets the run was trained on: as recorded in config.json (``datasets_in_data``, else the
@@ -318,48 +552,99 @@ class Run:
         chosen = self.config.get("datasets_in_data") or self.config.get("datasets")
         if chosen:
             return sorted(chosen)
-        pred = self.predictions()
+        pred = _read_csv(self.path / "predictions.csv", PREDICTION_COLUMNS)
         return sorted(pred["dataset"].dropna().astype(str).unique()) if len(pred) else []
-
-    def cross_dataset(self) -> pd.DataFrame:
-        """cross_dataset.csv (dfd.evaluate.cross_dataset): runs x datasets, in- and out-of-domain."""
-        return _read_csv(self.path / "cross_dataset.csv")
 
     def bad_files(self) -> pd.DataFrame:
         return _read_csv(self.path / "bad_files.csv", ["path", "reason"])
 
+    # -- evidence: the run's own files and the evaluation records --------------------------------------
+
+    @property
+    def records_dir(self) -> Path:
+        """``<user runs>/_evals/<run name>``: where evaluations of this run are recorded."""
+        root = self.records_root or (user_dir() if self.shipped else self.path.parent)
+        return Path(root) / EVALS_DIR / self.name
+
+    def records(self, kind: str) -> list[Record]:
+        """The run's evidence of ``kind`` (evaluate, robustness, cross-dataset): its own files first (a
+        shipped run's robustness.csv / cross_dataset.csv, or the evals/<tag>/ folders of runs made before
+        records existed), then its evaluation records, oldest first."""
+        if kind not in RECORD_KINDS:
+            raise RunError(f"unknown evidence kind {kind!r}; one of {', '.join(RECORD_KINDS)}")
+        own: list[Record] = []
+        if kind in OWN_EVIDENCE and (self.path / OWN_EVIDENCE[kind]).is_file():
+            own.append(Record(kind, self.path, True))
+        if kind == "evaluate":
+            own += [Record(kind, p, True) for p in _subfolders(self.path / "evals")]
+        return own + [Record(kind, p, False) for p in _subfolders(self.records_dir / kind)]
+
+    def robustness(self) -> pd.DataFrame:
+        """The newest robustness table (a record if there is one, else the run's own robustness.csv)."""
+        found = self.records("robustness")
+        return found[-1].csv("robustness.csv") if found else pd.DataFrame()
+
+    def cross_dataset(self) -> pd.DataFrame:
+        """The newest cross-dataset table (dfd.evaluate.cross_dataset): runs x datasets, in/out of domain."""
+        found = self.records("cross-dataset")
+        return found[-1].csv("cross_dataset.csv") if found else pd.DataFrame()
+
     def evals(self) -> list[str]:
-        """Tags of the evaluations stored under evals/ (oldest first)."""
-        folder = self.path / "evals"
-        if not folder.is_dir():
-            return []
-        tags = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        return [p.name for p in sorted(tags, key=lambda p: p.stat().st_mtime)]
+        """Tags of the run's evaluations on other data (records of kind "evaluate"), oldest first."""
+        return [r.path.name for r in self.records("evaluate")]
+
+    def _eval(self, tag: str) -> Record:
+        found = [r for r in self.records("evaluate") if r.path.name == tag]
+        if not found:
+            raise RunError(f"run {self.name!r} has no evaluation {tag!r} (has: {', '.join(self.evals()) or 'none'})")
+        return found[-1]
+
+    def eval_record(self, tag: str) -> Record:
+        return self._eval(tag)
 
     def eval_predictions(self, tag: str) -> pd.DataFrame:
-        return _read_csv(self.path / "evals" / tag / "predictions.csv", PREDICTION_COLUMNS)
+        return self._eval(tag).predictions()
 
     def eval_metrics(self, tag: str) -> dict[str, Any]:
-        return read_json(self.path / "evals" / tag / "metrics.json", {}) or {}
+        return read_json(self._eval(tag).path / "metrics.json", {}) or {}
 
     def summary(self) -> dict[str, Any]:
-        """One row for a runs table: name, status, architecture, size, epochs, test metrics, time."""
-        cfg, met = self.config, self.metrics()
-        test = met.get("test", met)
+        """Key facts of the run from config.json (metrics: see :func:`dfd.tables.runs_table`)."""
+        cfg = self.config
         return {
             "name": self.name,
             "status": self.status,
+            "shipped": self.shipped,
             "architecture": cfg.get("architecture"),
             "image_size": cfg.get("image_size"),
-            "dataset": Path(str(cfg.get("data", ""))).name or None,
+            "datasets": " + ".join(self.trained_on) or None,
             "epochs_run": cfg.get("epochs_run"),
-            "accuracy": test.get("accuracy") if isinstance(test, dict) else None,
-            "roc_auc": test.get("roc_auc") if isinstance(test, dict) else None,
-            "f1": test.get("f1") if isinstance(test, dict) else None,
             "params": cfg.get("params"),
             "train_seconds": cfg.get("train_seconds"),
             "started": cfg.get("started"),
         }
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def new_record_dir(run: Run, kind: str) -> Path:
+    """A temporary folder for a new evaluation record of ``run`` (finish it with :func:`finalize_record`)."""
+    if kind not in RECORD_KINDS:
+        raise RunError(f"unknown record kind {kind!r}")
+    return new_run_dir(run.records_dir / kind, kind)
+
+
+def finalize_record(tmp: Path, run: Run, kind: str, tag: str, info: dict[str, Any]) -> Path:
+    """Write record.json (``info`` plus kind, run, when) into ``tmp`` and rename it to a new, never reused
+    ``<user runs>/_evals/<run>/<kind>/<tag>`` folder; returns that folder."""
+    write_json_atomic(tmp / "record.json", {"kind": kind, "run": run.name, "run_path": str(run.path),
+                                            "shipped_run": run.shipped, "created": now(), **info})
+    return finalize_run_dir(tmp, run.records_dir / kind, tag, run=False)
 
 
 def _read_csv(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -378,36 +663,59 @@ def _is_run_dir(path: Path) -> bool:
             and any((path / f).exists() for f in ("config.json", "status.json", "model.keras", "predictions.csv")))
 
 
-def list_runs(root: str | Path = MODELS_DIR) -> list[Run]:
-    """Every run folder in ``root`` (temporary folders of runs in progress excluded), newest first."""
-    root = Path(root)
+def _runs_in(root: Path, records_root: Path) -> list[Run]:
     if not root.is_dir():
         return []
-    runs = [Run(p) for p in root.iterdir() if _is_run_dir(p)]
+    runs = [Run(p, records_root=records_root) for p in root.iterdir() if _is_run_dir(p)]
     return sorted(runs, key=lambda r: (r.path.stat().st_mtime, r.name), reverse=True)
 
 
-def get_run(name_or_path: str | Path | Run, root: str | Path = MODELS_DIR) -> Run:
-    """The run called ``name_or_path`` in ``root``, or at that path. Raises :class:`RunError` if absent."""
+def list_runs(root: str | Path | None = None) -> list[Run]:
+    """Every run: the user runs in ``root`` (default :func:`user_dir`), newest first, then the shipped runs
+    (:func:`shipped_dir`). A user run with a shipped run's name is left out (see :func:`shadowed_runs`);
+    temporary folders of runs in progress are never runs."""
+    user = Path(root) if root is not None else user_dir()
+    shipped = _runs_in(shipped_dir(), user)
+    if _resolved(user) == _resolved(shipped_dir()):
+        return shipped
+    names = {r.name for r in shipped}
+    return [r for r in _runs_in(user, user) if r.name not in names] + shipped
+
+
+def shadowed_runs(root: str | Path | None = None) -> list[Path]:
+    """User run folders hidden by a shipped run of the same name (only made by hand: dfd never names a run
+    like a shipped one). Reach them by their folder path, or rename them."""
+    user = Path(root) if root is not None else user_dir()
+    if _resolved(user) == _resolved(shipped_dir()):
+        return []
+    return [user / r.name for r in _runs_in(shipped_dir(), user) if _is_run_dir(user / r.name)]
+
+
+def get_run(name_or_path: str | Path | Run, root: str | Path | None = None) -> Run:
+    """The run called ``name_or_path`` (the shipped run of that name, else the user run in ``root``, default
+    :func:`user_dir`), or the run folder at that path. Raises :class:`RunError` if absent."""
     if isinstance(name_or_path, Run):
         return name_or_path
+    user = Path(root) if root is not None else user_dir()
     text = str(name_or_path)
-    candidates = [Path(root) / text]
-    if os.sep in text or "/" in text or Path(text).is_absolute():
-        candidates.insert(0, Path(text).expanduser())
+    candidates = [shipped_dir() / text, user / text]
+    by_path = os.sep in text or "/" in text or Path(text).is_absolute()
+    if by_path:
+        candidates = [Path(text).expanduser()]
     for path in candidates:
         if _is_run_dir(path):
-            return Run(path)
-    names = ", ".join(r.name for r in list_runs(root)) or "none"
-    raise RunError(f"no run {text!r} in {root} (runs: {names})")
+            # records of a run given by its path go beside it (a shipped run's: to the user runs folder)
+            return Run(path, records_root=None if by_path and root is None else user)
+    names = ", ".join(r.name for r in list_runs(user)) or "none"
+    raise RunError(f"no run {text!r} in {user} or {shipped_dir()} (runs: {names})")
 
 
-def default_run(root: str | Path = MODELS_DIR) -> Run:
+def default_run() -> Run:
     """The shipped detector (``models/default``)."""
-    return get_run(DEFAULT_RUN, root)
+    return get_run(DEFAULT_RUN)
 
 
-def load_model(run: Run | str | Path, root: str | Path = MODELS_DIR) -> keras.Model:
+def load_model(run: Run | str | Path, root: str | Path | None = None) -> keras.Model:
     """Load the run's ``model.keras`` with ``safe_mode=True`` (dfd's custom layers registered first)."""
     run = get_run(run, root)
     if not run.has_model:
@@ -423,7 +731,35 @@ def load_model(run: Run | str | Path, root: str | Path = MODELS_DIR) -> keras.Mo
         raise RunError(f"cannot load the model of run {run.name!r}: {type(exc).__name__}: {exc}") from exc
 
 
-def delete_run(run: Run | str | Path, root: str | Path = MODELS_DIR) -> None:
-    """Remove a run folder (used by the app's "delete run" button; never called implicitly)."""
+# Files a run's copy leaves out: evidence measured on the original (at its calibration), and exports.
+_NOT_COPIED = ("robustness.csv", "robustness_by_dataset.csv", "robustness.json", "cross_dataset.csv", "evals",
+               "tflite.json", "runs_compared.csv",
+               "model_float32.tflite", "model_int8.tflite", "export.json")
+
+
+def copy_run(run: Run, name: str, root: str | Path | None = None,
+             config: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Start a user run that is a copy of ``run`` (model, config, history, predictions; not its evidence):
+    returns (temporary folder, user runs folder). ``config`` entries are added to the copy's config.json.
+    Finish it with :func:`finalize_run_dir`. Used to calibrate a shipped run without touching it."""
+    root = Path(root) if root is not None else user_dir()
+    tmp = new_run_dir(root, name)
+    for item in run.path.iterdir():
+        if item.name in _NOT_COPIED or item.name.startswith("."):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, tmp / item.name)
+        else:
+            shutil.copy2(item, tmp / item.name)
+    record = {**run.config, **(config or {}), "copied_from": str(run.path), "copied": now()}
+    write_json_atomic(tmp / "config.json", record)
+    return tmp, root
+
+
+def delete_run(run: Run | str | Path, root: str | Path | None = None) -> None:
+    """Remove a user run folder and its evaluation records (the app's "delete run" button; never called
+    implicitly). Shipped runs are refused."""
     run = get_run(run, root)
+    check_writable(run.path)
     shutil.rmtree(run.path)
+    shutil.rmtree(run.records_dir, ignore_errors=True)

@@ -6,7 +6,8 @@ given), fits with class weights, warm-up + cosine learning rate, early stopping 
 (``model.keras``, best weights restored), then predicts the val and test splits with
 :func:`dfd.data.predict_paths` and writes the run folder described in :mod:`dfd.runs`.
 
-The run is written to ``<runs_dir>/.tmp-<name>-<pid>/`` and renamed when it ends, never over another run
+The run is written to ``<runs_dir>/.tmp-<name>-<pid>/`` (``runs_dir`` defaults to the user runs folder,
+:func:`dfd.runs.user_dir`; the shipped ``models/`` is refused) and renamed when it ends, never over another run
 (``name``, ``name2``, ...). A run stopped by ``stop_event``, Ctrl-C (KeyboardInterrupt) or an error is kept
 too, with ``status.json`` saying "interrupted" or "failed" and whatever history and checkpoint exist.
 ``train`` returns the run folder for complete and interrupted runs; on failure it raises
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dfd import MODELS_DIR, runs
+from dfd import runs
 
 Progress = Callable[[float, int, dict[str, Any]], None]
 
@@ -70,7 +71,7 @@ class TrainConfig:
     val_frac: float = 0.15                  # only for datasets without a split
     test_frac: float = 0.15
     name: str | None = None                 # run folder name (default: the architecture)
-    runs_dir: str = str(MODELS_DIR)
+    runs_dir: str = ""                      # "": the user runs folder (dfd.runs.user_dir: runs/ or $DFD_RUNS_DIR)
     limit: int | None = None                # max images per split (stratified), for quick runs and tests
     datasets: list[str] | None = None       # keep only these values of the index's dataset column
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -368,13 +369,15 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
     if val_df.empty:
         raise TrainError(f"no validation images in {cfg.data}; a val split is needed for early stopping")
 
-    root = Path(cfg.runs_dir)
+    root = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else runs.user_dir()
+    runs.check_writable(root)
     name = runs.safe_name(cfg.name or cfg.architecture)
     run_dir = runs.new_run_dir(root, name)
     started, t0 = _now(), time.perf_counter()
     counts = frame.groupby(["split", "label"]).size().unstack(fill_value=0).rename(columns={0: "real", 1: "fake"})
     record: dict[str, Any] = {
         **cfg.to_dict(),
+        "runs_dir": str(root),
         "data": str(Path(cfg.data).expanduser().resolve()),
         "image_size": image_size,
         "layout": index.layout,
@@ -544,12 +547,13 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     bad_files.extend(pred_errors.items())
     if preds:
         pred_df = pd.concat(preds, ignore_index=True)
-        runs.write_csv_atomic(run_dir / "predictions.csv", pred_df)
+        stored = pred_df.assign(path=runs.relative_paths(pred_df["path"].tolist(), record["data"]))
+        runs.write_csv_atomic(run_dir / "predictions.csv", stored)
         runs.write_json_atomic(run_dir / "metrics.json", evaluate.metrics_report(pred_df))
     return runs.COMPLETE, summary
 
 
-def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path = MODELS_DIR,
+def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path | None = None,
              batch_size: int = 64, notes: str = "") -> Path:
     """Average complete runs into one run (a deep ensemble: P(fake) is the mean of the members').
 
@@ -588,8 +592,9 @@ def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path
                              "images (different data or split): their ensemble could be scored on images a "
                              "member trained on")
 
+    root = Path(runs_dir).expanduser() if runs_dir else runs.user_dir()
+    runs.check_writable(root)
     model = models.ensemble([runs.load_model(r) for r in chosen])  # before any folder is made: may fail
-    root = Path(runs_dir)
     run_name = runs.safe_name(name)
     run_dir = runs.new_run_dir(root, run_name)
     started, t0 = _now(), time.perf_counter()
@@ -621,7 +626,8 @@ def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path
         pred, errors = evaluate.predict_frame(evaluate.predictor(model, tta=first.tta), frame, first.image_size,
                                               batch_size)
         bad.extend(errors.items())
-        runs.write_csv_atomic(run_dir / "predictions.csv", pred)
+        runs.write_csv_atomic(run_dir / "predictions.csv",
+                              pred.assign(path=runs.relative_paths(pred["path"].tolist(), cfg.get("data"))))
         runs.write_json_atomic(run_dir / "metrics.json", evaluate.metrics_report(pred))
         return runs.COMPLETE
 

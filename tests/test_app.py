@@ -21,8 +21,11 @@ PAGES = ["explorer", "training", "evaluation", "compare", "detect"]
 TIMEOUT = 180
 
 
-def _app(runs_dir: Path, monkeypatch) -> AppTest:
+def _app(runs_dir: Path, monkeypatch, shipped: bool = False) -> AppTest:
+    """The app on the user runs folder ``runs_dir``; the shipped runs (models/) hidden unless ``shipped``."""
     monkeypatch.setenv("DFD_RUNS_DIR", str(runs_dir))
+    if not shipped:
+        monkeypatch.setenv("DFD_MODELS_DIR", str(runs_dir.parent / "no-shipped-runs"))
     at = AppTest.from_file(ENTRY, default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
@@ -182,9 +185,11 @@ def test_every_page_with_a_run(trained_runs, monkeypatch):
     assert "40 images" in " ".join(c.value for c in at.caption)
     _open(at, "compare")
     table = at.dataframe[0].value
-    assert list(table["run"]) == ["tiny-test"] and table["architecture"].iloc[0] == "tiny"
+    assert list(table["run"]) == ["tiny-test"] and table["model"].iloc[0] == "tiny"
+    assert table["datasets"].iloc[0] == "faces-140k-mini"  # named, not "data"
     cross = at.dataframe[1].value
     assert len(cross) == 2 and cross["evaluated on"].iloc[1].startswith("demo")
+    assert cross["source"].tolist()[0] == "own test split" and cross["source"].iloc[1].startswith("evaluation demo")
     _open(at, "detect")
     assert at.file_uploader(key="det_files") is not None
     at.button(key="det_try").click().run()  # samples from the dataset in the sidebar (the built-in demo)
@@ -211,18 +216,21 @@ def test_cross_dataset_table_from_the_cli_on_the_evaluation_page(tmp_path, monke
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "on-faces" / "cross_dataset.csv")
-    table = pd.read_csv(tmp_path / "on-faces" / "cross_dataset.csv")
-    assert len(table) == 6 and (table["n"] == 12).all() and table["accuracy"].between(0, 1).all()
+    csv = tmp_path / "_evals" / "on-faces" / "cross-dataset" / "data-test" / "cross_dataset.csv"
+    assert proc.stdout.strip().splitlines()[-1] == str(csv)
+    table = pd.read_csv(csv)
+    n_datasets = len([p for p in faces140k.parent.iterdir() if p.is_dir()])
+    whole = table[~table["dataset"].str.contains(" / ")]  # not the rows per generator
+    assert len(whole) == 2 * n_datasets and (whole["n"] == 12).all() and table["accuracy"].between(0, 1).all()
     inside = table[table["domain"] == "in-domain"].set_index("run")["dataset"].to_dict()
     assert inside == {"on-faces": "faces-140k-mini", "on-lfw": "lfw-faceswap"}
     assert set(table[table["run"] == "on-lfw"]["trained_on"]) == {"lfw-faceswap"}
     # robustness on a folder of several datasets scores only those the run was trained on
     from dfd import evaluate
 
-    rob = evaluate.robustness(tmp_path / "on-lfw", faces140k.parent, limit=10)
-    assert (rob["n"] == 10).all()
-    assert json.loads((tmp_path / "on-lfw" / "robustness.json").read_text())["datasets"] == ["lfw-faceswap"]
+    folder = evaluate.robustness(tmp_path / "on-lfw", faces140k.parent, limit=10)
+    assert (pd.read_csv(folder / "robustness.csv")["n"] == 10).all()
+    assert json.loads((folder / "robustness.json").read_text())["datasets"] == ["lfw-faceswap"]
     at = _app(tmp_path, monkeypatch)
     at.sidebar.selectbox(key="run_name").set_value("on-faces").run()
     _open(at, "evaluation")
@@ -230,6 +238,39 @@ def test_cross_dataset_table_from_the_cli_on_the_evaluation_page(tmp_path, monke
     assert list(grid.index) == ["faces-140k-mini", "lfw-faceswap"]
     assert grid.loc["faces-140k-mini", "faces-140k-mini"].endswith("(in)")
     assert not grid.loc["faces-140k-mini", "lfw-faceswap"].endswith("(in)")
+
+
+def test_the_run_picker_lists_the_users_runs_and_the_shipped_ones(trained_runs, monkeypatch):
+    """Shipped runs (models/) are listed beside the user's runs and marked; the Compare table says which is which
+    and is at each run's served threshold; the Evaluation page says where its numbers come from."""
+    from dfd import DEFAULT_RUN, runs
+
+    at = _app(trained_runs, monkeypatch, shipped=True)
+    picker = at.sidebar.selectbox(key="run_name")
+    assert picker.options[:1] == ["tiny-test"] and f"{DEFAULT_RUN} (shipped)" in picker.options
+    assert picker.value == DEFAULT_RUN
+    _open(at, "compare")
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc[DEFAULT_RUN, "kind"] == "shipped" and table.loc["tiny-test", "kind"] == "user"
+    assert table.loc[DEFAULT_RUN, "threshold"] == runs.get_run(DEFAULT_RUN).threshold
+    assert any("served threshold" in c.value for c in at.caption)
+    _open(at, "evaluation")
+    captions = " ".join(c.value for c in at.caption)
+    assert "a shipped run: read-only" in captions and "the run's own file" in captions
+
+
+def test_a_gif_upload_is_judged_like_the_cli_does(trained_runs, monkeypatch, face_bytes):
+    """The uploader and ``python -m dfd predict`` agree: a GIF is an image (its first frame)."""
+    import io
+
+    from PIL import Image
+
+    at = _open(_app(trained_runs, monkeypatch), "detect")
+    assert "GIF" in at.file_uploader(key="det_files").label
+    gif = io.BytesIO()
+    Image.open(io.BytesIO(face_bytes)).save(gif, format="GIF")
+    table = _detect(at, [("face.gif", gif.getvalue(), "image/gif")])
+    assert table["verdict"].iloc[0] in ("fake", "real") and 0 <= table["p_fake"].iloc[0] <= 1
 
 
 def test_a_killed_training_run_shows_up_as_interrupted(tmp_path, monkeypatch):
@@ -290,6 +331,7 @@ def test_detect_page_judges_a_real_face_and_reports_bad_files(trained_runs, monk
 
 def test_sessions_detecting_at_once_agree_with_one_session_alone(trained_runs, monkeypatch, faces140k):
     monkeypatch.setenv("DFD_RUNS_DIR", str(trained_runs))
+    monkeypatch.setenv("DFD_MODELS_DIR", str(trained_runs.parent / "no-shipped-runs"))
     paths = sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[:3]
     files = [(p.name, p.read_bytes(), "image/jpeg") for p in paths]
 

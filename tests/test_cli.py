@@ -101,14 +101,17 @@ def test_index_real_data(faces140k: Path, lfw: Path, rff: Path) -> None:
     assert "layout: split" in proc.stdout
     assert _count_row(proc.stdout, "train") == [650, 650, 1300]
     assert _count_row(proc.stdout, "test") == [150, 150, 300]
-    assert "skipped: 0" in proc.stdout
+    assert "skipped (not image files; add --check to decode every image): 0" in proc.stdout
     proc = dfd("index", lfw)
     assert _count_row(proc.stdout, "val") == [250, 250, 500]
     proc = dfd("index", rff, "--val-frac", "0.1", "--test-frac", "0.2")
     assert proc.returncode == 0 and "layout: rff" in proc.stdout
     assert _count_row(proc.stdout, "test") == [216, 192, 408]
     proc = dfd("index", faces140k.parent)
-    assert "per dataset" in proc.stdout and "lfw-faceswap" in proc.stdout and "images: 7941" in proc.stdout
+    from dfd.data import index_dataset
+
+    total = sum(len(index_dataset(p).frame) for p in sorted(faces140k.parent.iterdir()) if p.is_dir())
+    assert "per dataset" in proc.stdout and "lfw-faceswap" in proc.stdout and f"images: {total} " in proc.stdout
 
 
 def test_index_reports_skipped_and_unreadable(faces140k: Path, tmp_path: Path) -> None:
@@ -121,10 +124,18 @@ def test_index_reports_skipped_and_unreadable(faces140k: Path, tmp_path: Path) -
     (tmp_path / "real" / "notes.txt").write_text("hello")
     proc = dfd("index", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "skipped: 1 (add --check" in proc.stdout and "notes.txt: not an image file" in proc.stdout
+    assert "skipped (not image files; add --check to decode every image): 1" in proc.stdout
+    assert "notes.txt: not an image file" in proc.stdout
+    assert "images: 7 " in proc.stdout
     proc = dfd("index", tmp_path, "--check")
-    assert "skipped: 2" in proc.stdout
+    assert "skipped (not image files): 1" in proc.stdout
+    # the unreadable file is listed, and not counted
+    assert "images: 6 readable (1 unreadable, not counted)" in proc.stdout
+    assert "unreadable (not counted above): 1" in proc.stdout
     assert f"{tmp_path / 'fake' / 'cut.jpg'}: image is corrupt or truncated" in proc.stdout
+    firsts = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    counted = sum(_count_row(proc.stdout, s)[2] for s in ("train", "val", "test") if s in firsts)
+    assert counted == 6, proc.stdout
 
 
 def test_index_errors(tmp_path: Path) -> None:
@@ -171,11 +182,13 @@ def test_runs_lists_the_run(trained: tuple[Path, Path, str]) -> None:
     proc = dfd("runs", "--runs-dir", runs_dir)
     assert proc.returncode == 0
     assert "cli-tiny" in proc.stdout and "complete" in proc.stdout and "tiny" in proc.stdout
+    assert "served threshold" in proc.stdout
     proc = dfd("runs", "--runs-dir", runs_dir, "--csv", "-")
     table = pd.read_csv(io.StringIO(proc.stdout))
-    assert table.loc[0, "name"] == "cli-tiny" and 0 <= table.loc[0, "accuracy"] <= 1
-    proc = dfd("runs", "--runs-dir", runs_dir / "empty")
-    assert proc.returncode == 0 and "no runs" in proc.stdout
+    assert table.loc[0, "run"] == "cli-tiny" and 0 <= table.loc[0, "test acc"] <= 1
+    assert table.set_index("run").loc["default", "kind"] == "shipped"  # listed beside the user's runs
+    proc = dfd("runs", "--runs-dir", runs_dir / "empty", "--csv", "-")
+    assert proc.returncode == 0 and pd.read_csv(io.StringIO(proc.stdout))["run"].tolist() == ["default"]
 
 
 @pytest.mark.slow
@@ -184,11 +197,14 @@ def test_evaluate(trained: tuple[Path, Path, str], demo_data: Path) -> None:
     proc = dfd("evaluate", "cli-tiny", demo_data, "--split", "val", "--runs-dir", runs_dir)
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip().splitlines()[-1])
-    assert folder == run_path / "evals" / "demo-val"
+    assert folder == runs_dir / "_evals" / "cli-tiny" / "evaluate" / "demo-val"
+    assert "val: n 12  accuracy" in proc.stdout
+    listed = dfd("runs", "--evals", "--runs-dir", runs_dir, "--csv", "-")
+    evals = pd.read_csv(io.StringIO(listed.stdout))
+    assert "evaluation demo-val" in set(evals[evals["run"] == "cli-tiny"]["source"])
     assert (folder / "metrics.json").is_file()
     pred = pd.read_csv(folder / "predictions.csv")
     assert len(pred) == 12 and pred["p_fake"].between(0, 1).all()
-    assert "val: n 12  accuracy" in proc.stdout
     one_line_error(dfd("evaluate", "no-such-run", demo_data, "--runs-dir", runs_dir), "evaluate",
                    "no run 'no-such-run'", "cli-tiny")
     one_line_error(dfd("evaluate", "cli-tiny", demo_data / "missing", "--runs-dir", runs_dir), "evaluate",
@@ -217,7 +233,9 @@ def test_predict_real_face_and_broken_file(trained: tuple[Path, Path, str], face
     threshold = runs.get_run(run_path).threshold  # fitted on val when training ended
     assert (run_path / "calibration.json").is_file()
     assert re.search(r"^7 image\(s\), \d+ judged region\(s\): \d+ fake at threshold "
-                     + re.escape(f"{threshold:.3f}") + r" \(run cli-tiny\); 2 unreadable$", proc.stdout, re.M), proc.stdout
+                     + re.escape(f"{threshold:.3f}") + r" \(run cli-tiny\); 2 unreadable; 1 file\(s\) passed over \(listed on "
+                     r"stderr\)$", proc.stdout, re.M), proc.stdout
+    assert f"passed over {folder / 'readme.txt'}: not an image extension" in proc.stderr
     table = pd.read_csv(out_csv)
     assert list(table.columns) == ["file", "face", "p_fake", "verdict", "box", "note"]
     assert table["file"].nunique() == 7 and not table["file"].str.endswith(".txt").any()
@@ -244,15 +262,48 @@ def test_predict_real_face_and_broken_file(trained: tuple[Path, Path, str], face
     one_line_error(dfd("predict", face, "--run", "nope", "--runs-dir", runs_dir), "predict", "no run 'nope'")
 
 
+def test_predict_names_every_file_it_passes_over(faces140k: Path, tmp_path: Path) -> None:
+    """A folder: the images are judged (a GIF too: its first frame, as the app's uploader does), and every
+    other file is named on stderr with the reason it was passed over."""
+    from PIL import Image
+
+    face = sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[0]
+    folder = tmp_path / "album"
+    (folder / ".cache").mkdir(parents=True)
+    (folder / "face.jpg").write_bytes(face.read_bytes())
+    Image.open(face).save(folder / "face.gif")
+    (folder / "noext").write_bytes(face.read_bytes())
+    (folder / ".hidden.jpg").write_bytes(face.read_bytes())
+    (folder / "notes.txt").write_text("hello")
+    (folder / ".cache" / "inner.jpg").write_bytes(face.read_bytes())
+    proc = dfd("predict", folder, "--whole-image", "--csv", "-")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(io.StringIO(proc.stdout))
+    assert sorted(table["file"]) == [str(folder / "face.gif"), str(folder / "face.jpg")]
+    assert table["verdict"].isin(["fake", "real"]).all() and table["p_fake"].between(0, 1).all()
+    for name, reason in (("noext", "no file extension"), (".hidden.jpg", "hidden file"),
+                         ("notes.txt", "not an image extension"), (".cache/inner.jpg", "in a hidden folder")):
+        assert f"passed over {folder / name}: {reason}" in proc.stderr, (name, proc.stderr)
+    from dfd import imaging
+
+    assert ".gif" in imaging.IMAGE_EXTENSIONS and "GIF" in imaging.IMAGE_TYPES_TEXT
+    assert "imaging.IMAGE_TYPES_TEXT" in (REPO / "app_pages" / "detect.py").read_text(), \
+        "the uploader names the same types"
+
+
 @pytest.mark.slow
 def test_robustness(trained: tuple[Path, Path, str], demo_data: Path) -> None:
     runs_dir, run_path, _ = trained
     proc = dfd("robustness", "cli-tiny", demo_data, "--limit", 8, "--runs-dir", runs_dir)
     assert proc.returncode == 0, proc.stderr
-    table = pd.read_csv(run_path / "robustness.csv")
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    assert folder == runs_dir / "_evals" / "cli-tiny" / "robustness" / "demo-test"
+    table = pd.read_csv(folder / "robustness.csv")
     assert set(table["perturbation"]) == {"none", "jpeg", "blur", "noise"}
     assert (table["n"] == 8).all()
-    assert "jpeg" in proc.stdout and str(run_path / "robustness.csv") in proc.stdout
+    assert (pd.read_csv(folder / "robustness_by_dataset.csv")["n"] == 8).all()
+    assert "jpeg" in proc.stdout and "per dataset" in proc.stdout
+    assert not (run_path / "robustness.csv").exists()
 
 
 @pytest.mark.slow
@@ -289,6 +340,11 @@ def test_export_float_and_int8(trained: tuple[Path, Path, str], tmp_path: Path) 
     for kind, name in (("float32", "model_float32.tflite"), ("int8", "model_int8.tflite")):
         assert (tmp_path / name).stat().st_size > 1000
         assert f"{kind}: {tmp_path / name}" in proc.stdout
+    proc = dfd("export", "cli-tiny", "--kind", "float", "--runs-dir", runs_dir)  # default: a new folder
+    assert proc.returncode == 0, proc.stderr
+    assert (runs_dir / "_exports" / "cli-tiny" / "model_float32.tflite").is_file()
+    assert not (run_path / "model_float32.tflite").exists()
+    one_line_error(dfd("export", "default", "--out", REPO / "models" / "default"), "export", "never write")
     assert "Saved artifact" not in proc.stdout, "the converter's chatter is kept off stdout"
     one_line_error(dfd("export", "nope", "--runs-dir", runs_dir), "export", "no run 'nope'")
 

@@ -174,10 +174,15 @@ def trained(tmp_path_factory, faces140k) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_evaluate_run_writes_same_format(trained):
     path, data = trained
+    before = sorted(p.name for p in path.iterdir())
     out = evaluate.evaluate_run(path, data, "test")
-    assert out == path / "evals" / "data-test"
-    pred = pd.read_csv(out / "predictions.csv")
+    assert out == path.parent / "_evals" / "ev" / "evaluate" / "data-test"  # a record beside the run
+    assert sorted(p.name for p in path.iterdir()) == before, "the run folder is not touched"
+    stored = pd.read_csv(out / "predictions.csv")
+    assert not stored["path"].str.startswith("/").any(), "paths relative to the data folder"
+    pred = runs.get_run(path).eval_predictions("data-test")
     assert list(pred.columns) == runs.PREDICTION_COLUMNS and len(pred) == 32
+    assert json.loads((out / "record.json").read_text())["data"] == str(data.resolve())
     own = runs.get_run(path).predictions()
     own_test = own[own["split"] == "test"].set_index("path")["p_fake"]
     np.testing.assert_allclose(pred.set_index("path").loc[own_test.index, "p_fake"], own_test, atol=1e-5)
@@ -191,17 +196,22 @@ def test_evaluate_run_writes_same_format(trained):
 @pytest.mark.slow
 def test_robustness_sweep(trained):
     path, data = trained
-    table = evaluate.robustness(path, data, "test", limit=20)
-    assert list(table.columns) == ["perturbation", "level", "accuracy", "roc_auc", "n"]
-    assert len(table) == 10 and set(table["perturbation"]) == {"none", "jpeg", "blur", "noise"}
+    folder = evaluate.robustness(path, data, "test", limit=20)
+    assert folder == path.parent / "_evals" / "ev" / "robustness" / "data-test"
+    table = pd.read_csv(folder / "robustness.csv")
+    assert list(table.columns) == ["perturbation", "level", "accuracy", "roc_auc", "recall", "false_alarm", "n"]
+    assert len(table) == 12 and set(table["perturbation"]) == {"none", "jpeg", "blur", "noise"}
     assert (table["n"] == 20).all()
     clean = table[table["perturbation"] == "none"].iloc[0]
     assert clean["accuracy"] >= 0.75
     # a 2 px blur wipes out the checkerboard trace the model relies on: accuracy must drop towards chance
     blur2 = table[(table["perturbation"] == "blur") & (table["level"] == 2.0)].iloc[0]
     assert blur2["accuracy"] < clean["accuracy"]
-    assert (path / "robustness.csv").exists()
-    assert runs.get_run(path).robustness().shape == (10, 5)
+    by_dataset = pd.read_csv(folder / "robustness_by_dataset.csv")  # one dataset here: the same numbers
+    pd.testing.assert_frame_equal(by_dataset[table.columns], table)
+    assert set(by_dataset["domain"]) == {"in-domain"}
+    assert not (path / "robustness.csv").exists()
+    assert runs.get_run(path).robustness().shape == (12, 7)
 
 
 def test_tta_predictor_is_the_mean_over_the_mirror_image(faces140k):
@@ -240,7 +250,7 @@ def test_a_tta_run_serves_mirror_averaged_p_fake_everywhere(trained, tmp_path):
     expected = (plain(x) + plain(np.ascontiguousarray(x[:, :, ::-1]))) / 2
     np.testing.assert_allclose(test["p_fake"], expected, atol=1e-5)
     assert np.abs(test["p_fake"].to_numpy() - plain(x)).max() > 1e-5
-    scored = pd.read_csv(evaluate.evaluate_run(path, data, "test") / "predictions.csv").set_index("path")
+    scored = runs.Record("evaluate", evaluate.evaluate_run(path, data, "test"), False).predictions().set_index("path")
     np.testing.assert_allclose(scored.loc[test["path"], "p_fake"], expected, atol=1e-5)
     detector = detect.Detector(path)
     assert detector.tta

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -44,14 +45,15 @@ def test_list_and_get_runs(tmp_path):
     runs.new_run_dir(tmp_path, "in-progress")  # a temporary folder is not a run
     (tmp_path / "not-a-run").mkdir()
     listed = {r.name: r for r in runs.list_runs(tmp_path)}
-    assert set(listed) == {"one", "two"}
+    assert set(listed) == {"one", "two", "default"}  # the user's runs, then the shipped ones
+    assert [r.name for r in runs.list_runs(tmp_path)][-1] == "default" and listed["default"].shipped
     assert listed["two"].status == "interrupted"
     assert listed["one"].threshold == 0.5
     assert listed["one"].temperature == 1.0
     assert runs.get_run(str(tmp_path / "one")).name == "one"
     with pytest.raises(runs.RunError, match="no run 'three'"):
         runs.get_run("three", tmp_path)
-    assert runs.list_runs(tmp_path / "missing") == []
+    assert [r.name for r in runs.list_runs(tmp_path / "missing")] == ["default"]
 
 
 def test_run_reads_files(tmp_path):
@@ -66,7 +68,7 @@ def test_run_reads_files(tmp_path):
     assert run.metrics()["test"]["roc_auc"] is None  # NaN written as null, valid JSON
     assert run.threshold == 0.42 and run.temperature == 1.7
     assert run.history().empty
-    assert run.summary()["accuracy"] == 1.0
+    assert run.summary()["status"] == "complete" and run.summary()["datasets"] == "d"
     with pytest.raises(runs.RunError, match="no model.keras"):
         runs.load_model(run)
 
@@ -128,3 +130,42 @@ def test_predictions_follow_a_moved_data_folder(tmp_path, monkeypatch):
     assert run.predictions()["path"].tolist() == pred["path"].tolist()  # nowhere to go: unchanged
     monkeypatch.setenv("DFD_DATA", str(new))
     assert run.predictions()["path"].tolist() == [str(new / "set" / "real" / "a.jpg"), "/elsewhere/b.jpg"]
+
+
+def test_default_predictions_resolve_from_any_working_directory(tmp_path, monkeypatch):
+    """The shipped run's predictions.csv (first format: paths relative to the repository) resolves when the
+    app or the CLI starts in another folder: every image is found."""
+    from conftest import SHARED_DATA, need
+
+    need(SHARED_DATA)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DFD_DATA", raising=False)
+    pred = runs.get_run("default").predictions()
+    assert len(pred) == 1600
+    missing = [p for p in pred["path"] if not os.path.isfile(p)]
+    assert not missing, f"{len(missing)} of {len(pred)} images not found, e.g. {missing[:2]}"
+    assert all(os.path.isabs(p) for p in pred["path"])
+
+
+def test_relative_paths_resolve_after_the_data_moves(tmp_path, monkeypatch):
+    """New runs store paths relative to their data folder; moved (even to a folder holding several datasets),
+    they are found under $DFD_DATA by the dataset's name, from any working directory."""
+    old = tmp_path / "gone" / "set"  # trained on one dataset's own folder
+    stored = runs.relative_paths([str(old / "real" / "a.jpg"), "/elsewhere/b.jpg"], old)
+    assert stored == ["real/a.jpg", "/elsewhere/b.jpg"]
+    new = tmp_path / "here"  # now a parent of datasets
+    (new / "set" / "real").mkdir(parents=True)
+    (new / "set" / "real" / "a.jpg").write_bytes(b"x")
+    path = _make_run(tmp_path / "runs", "r", data=str(old))
+    runs.write_csv_atomic(path / "predictions.csv", pd.DataFrame({
+        "path": stored, "label": [0, 1], "p_fake": [0.2, 0.9], "split": "test", "dataset": ["set", "set"]}))
+    monkeypatch.chdir(tmp_path / "runs")
+    monkeypatch.delenv("DFD_DATA", raising=False)
+    assert runs.get_run(path).predictions()["path"].tolist() == [str(old / "real" / "a.jpg"), "/elsewhere/b.jpg"]
+    monkeypatch.setenv("DFD_DATA", str(new))
+    assert runs.get_run(path).predictions()["path"].tolist() == [str(new / "set" / "real" / "a.jpg"),
+                                                                  "/elsewhere/b.jpg"]
+    # and where it never moved: found under the recorded data folder itself
+    (old / "real").mkdir(parents=True)
+    (old / "real" / "a.jpg").write_bytes(b"y")
+    assert runs.get_run(path).predictions()["path"].iloc[0] == str(old / "real" / "a.jpg")

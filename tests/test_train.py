@@ -52,8 +52,10 @@ def test_training_learns_and_writes_run(faces, tmp_path):
     assert list(hist["epoch"]) == [1, 2, 3, 4, 5, 6]
     assert {"loss", "val_loss", "accuracy", "val_accuracy", "lr"} <= set(hist.columns)
     assert hist["lr"].iloc[0] < hist["lr"].iloc[1] or hist["lr"].iloc[-1] < hist["lr"].max()  # warm-up / decay
-    pred = pd.read_csv(path / "predictions.csv")
-    assert list(pred.columns) == ["path", "label", "p_fake", "split", "dataset", "generator"]
+    stored = pd.read_csv(path / "predictions.csv")
+    assert list(stored.columns) == ["path", "label", "p_fake", "split", "dataset", "generator"]
+    assert not stored["path"].str.startswith("/").any(), "stored relative to the data folder"
+    pred = runs.get_run(path).predictions()  # resolved to absolute paths
     assert sorted(pred["split"].unique()) == ["test", "val"] and len(pred) == 80
     assert [e for e, _, _ in seen if float(e).is_integer()] == [1, 2, 3, 4, 5, 6]
     # The saved best model reproduces the stored predictions.
