@@ -81,8 +81,8 @@ def calibration_table(run: runs.Run) -> pd.DataFrame:
     return pd.DataFrame([{"": label, "value": _f3(c.get(key))} for key, label in keys if key in c])
 
 
-def _csv_table(path: Path, numeric: tuple[str, ...]) -> pd.DataFrame:
-    frame = pd.read_csv(path) if path.exists() else pd.DataFrame()
+def _csv_table(path: Path, numeric: tuple[str, ...], dtype: Any = None) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype=dtype, keep_default_na=dtype is None) if path.exists() else pd.DataFrame()
     if "level" in frame:
         frame["level"] = frame["level"].map(lambda v: f"{float(v):g}")
     for col in numeric:
@@ -100,7 +100,7 @@ def robustness_by_dataset_table(run: runs.Run) -> pd.DataFrame:
 
 
 def cross_dataset_table(run: runs.Run) -> pd.DataFrame:
-    return _csv_table(run.path / "cross_dataset.csv", ("accuracy", "roc_auc"))
+    return _csv_table(run.path / "cross_dataset.csv", ("accuracy", "roc_auc", "recall", "false_alarm"))
 
 
 def tflite_table(run: runs.Run) -> pd.DataFrame:
@@ -116,7 +116,7 @@ def tflite_table(run: runs.Run) -> pd.DataFrame:
 
 def runs_compared_table(run: runs.Run) -> pd.DataFrame:
     """runs_compared.csv: every run tried for this detector (``python -m dfd runs --csv`` on their folder)."""
-    return _csv_table(run.path / "runs_compared.csv", ())
+    return _csv_table(run.path / "runs_compared.csv", (), dtype=str)
 
 
 def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.DataFrame:

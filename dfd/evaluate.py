@@ -496,7 +496,7 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
     return _record(run, "robustness", tag or _default_tag(data_root, split), info, write)
 
 
-CROSS_COLUMNS = ["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc"]
+CROSS_COLUMNS = ["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc", "recall", "false_alarm"]
 
 
 def _generator_rows(run: runs.Run, pred: pd.DataFrame, dataset: str, seen: list[str]) -> list[dict[str, Any]]:
@@ -509,7 +509,7 @@ def _generator_rows(run: runs.Run, pred: pd.DataFrame, dataset: str, seen: list[
         m = metrics(pred[(pred["label"] == 0) | (gens == gen)], run.threshold)
         domain = ("unseen generator" if gen in left_out else "in-domain") if dataset in seen else "out-of-domain"
         rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": f"{dataset} / {gen}",
-                     "domain": domain, "n": m["n"], "accuracy": m["accuracy"], "roc_auc": m["roc_auc"]})
+                     "domain": domain, **_robustness_row(m)})
     return rows
 
 
@@ -521,7 +521,8 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
 
     Datasets whose fakes name their generator also get a row per generator ("<dataset> / <generator>": that
     generator's fakes with the dataset's reals), marked "unseen generator" for a run trained without it.
-    Columns: run, trained_on, dataset, domain, n, accuracy, roc_auc. Written as ``cross_dataset.csv`` in a
+    Columns: run, trained_on, dataset, domain, n, accuracy, roc_auc, recall (fakes called fake), false_alarm
+    (reals called fake). Written as ``cross_dataset.csv`` in a
     new evaluation record of the run ``into`` (default: the first run), ``<user runs>/_evals/<into>/
     cross-dataset/<tag>/``, where the Evaluation page shows it; returns the record folder.
     """
@@ -540,8 +541,7 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
             pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
             m = metrics(pred, run.threshold)
             rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": dataset,
-                         "domain": "in-domain" if dataset in seen else "out-of-domain", "n": m["n"],
-                         "accuracy": m["accuracy"], "roc_auc": m["roc_auc"]})
+                         "domain": "in-domain" if dataset in seen else "out-of-domain", **_robustness_row(m)})
             rows += _generator_rows(run, pred, dataset, seen)
             done += 1
             if progress:
