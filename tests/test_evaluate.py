@@ -270,5 +270,6 @@ def test_cross_dataset_rows_per_generator_mark_the_one_left_out(tmp_path):
     assert rows["modern / stylegan2"]["domain"] == "in-domain" and rows["modern / stylegan2"]["accuracy"] == 1.0
     assert rows["modern / sd2.1"]["domain"] == "unseen generator" and rows["modern / sd2.1"]["accuracy"] == 0.75
     assert rows["modern / sd2.1"]["n"] == 4
+    assert rows["modern / sd2.1"]["recall"] == 0.5 and rows["modern / sd2.1"]["false_alarm"] == 0.0
     other = evaluate._generator_rows(runs.Run(run_dir), pred, "modern", ["lfw"])
     assert {r["domain"] for r in other} == {"out-of-domain"}
