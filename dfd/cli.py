@@ -321,6 +321,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     def progress(epoch: float, epochs: int, logs: dict[str, Any]) -> None:
         bar.total = epochs
         bar.n = round(float(epoch), 2)
+        if "phase" in logs:  # building, first batch, validation, predicting, calibrating: say which
+            count = f" {logs['done']}/{logs['total']}" if "total" in logs else ""
+            bar.set_description(f"train: {logs['phase']}{count}", refresh=False)
+            bar.refresh()
+            return
+        bar.set_description("train", refresh=False)
         shown = {k: f"{v:.3f}" for k, v in logs.items() if isinstance(v, (int, float)) and k != "batch"}
         bar.set_postfix(shown, refresh=False)
         bar.refresh()
@@ -364,8 +370,12 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from dfd import runs, train
 
     _import_tensorflow_quietly()
-    path = train.ensemble(args.members, name=args.name, runs_dir=args.runs_dir, batch_size=args.batch_size,
-                          notes=args.notes or "")
+    bar = _bar(None, f"ensemble {args.name}: predicting val and test", "img")
+    try:
+        path = train.ensemble(args.members, name=args.name, runs_dir=args.runs_dir, batch_size=args.batch_size,
+                              notes=args.notes or "", progress=_counter(bar))
+    finally:
+        bar.close()
     run = runs.get_run(path)
     print(f"run: {run.name}  status: {run.status}  members: {len(run.config.get('members', []))}  "
           + _test_line(run))

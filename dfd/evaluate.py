@@ -472,7 +472,9 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
     for kind, level in sweep:
         scored = []
         for dataset, part in parts.items():
-            pred, _ = predict_frame(predict, part, run.image_size, batch_size, transform=perturbation(kind, level))
+            counted = None if progress is None else (lambda d, _t, base=done: progress(base + d, total))
+            pred, _ = predict_frame(predict, part, run.image_size, batch_size, transform=perturbation(kind, level),
+                                    progress=counted)  # counted image by image, not a dataset at a time
             pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
             m = metrics(pred, run.threshold)
             per_dataset.append({"dataset": dataset, "domain": "in-domain" if dataset in seen else "out-of-domain",

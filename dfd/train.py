@@ -106,6 +106,16 @@ def library_versions() -> dict[str, str]:
             "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
 
 
+def _phase(progress: Progress | None, epoch: float, epochs: int, phase: str, done: int | None = None,
+           total: int | None = None) -> None:
+    """Report a phase other than training batches (see :func:`train`)."""
+    if progress is not None:
+        logs: dict[str, Any] = {"phase": phase}
+        if total is not None:
+            logs.update(done=int(done or 0), total=int(total))
+        progress(float(epoch), int(epochs), logs)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -180,17 +190,22 @@ def _callback_class() -> type:
     import keras
 
     class RunCallback(keras.callbacks.Callback):
-        """Writes history.csv after each epoch, reports progress, honours stop_event between batches."""
+        """Writes history.csv after each completed epoch, reports progress of training and validation, honours
+        stop_event between batches (and skips the validation of an epoch cut short)."""
 
         def __init__(self, run_dir: Path, epochs: int, steps: int, progress: Progress | None,
-                     stop_event: threading.Event | None, bn_data: Any = None, bn_batches: int = 0) -> None:
+                     stop_event: threading.Event | None, bn_data: Any = None, bn_batches: int = 0,
+                     val_steps: int = 0) -> None:
             super().__init__()
             self.bn_data, self.bn_batches = bn_data, bn_batches
             self.run_dir, self.epochs, self.steps = run_dir, epochs, max(1, steps)
+            self.val_steps = max(1, val_steps)
             self.progress, self.stop_event = progress, stop_event
             self.rows: list[dict[str, Any]] = []
             self.stopped = False
+            self.partial = False  # the current epoch was stopped before its last batch
             self._epoch = 0
+            self._frac = 0.0
             self._t_epoch = time.perf_counter()
             self._t_report = 0.0
             self._images = 0
@@ -202,36 +217,77 @@ def _callback_class() -> type:
             except Exception:  # noqa: BLE001 - reporting only
                 return float("nan")
 
+        def _report(self, logs: dict[str, Any], force: bool = False) -> None:
+            if self.progress is not None and (force or time.perf_counter() - self._t_report > 0.5):
+                self._t_report = time.perf_counter()
+                self.progress(self._epoch + self._frac, self.epochs, logs)
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self._report({"phase": "first batch (building the training graph)"}, force=True)
+
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self._epoch = epoch
+            self._epoch, self._frac, self.partial = epoch, 0.0, False
             self._t_epoch = time.perf_counter()
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             if self.stop_event is not None and self.stop_event.is_set():
                 self.stopped = True
+                self.partial = batch + 1 < self.steps
                 self.model.stop_training = True
-            if self.progress is not None and time.perf_counter() - self._t_report > 0.5:
-                self._t_report = time.perf_counter()
-                frac = min((batch + 1) / self.steps, 0.999)
-                self.progress(self._epoch + frac, self.epochs, {k: float(v) for k, v in (logs or {}).items()
-                                                                 if np.isscalar(v)} | {"batch": batch + 1})
+            self._frac = min((batch + 1) / self.steps, 0.999)
+            self._report({k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)} | {"batch": batch + 1},
+                         force=batch == 0)  # each epoch's first batch is always reported
 
         def on_test_begin(self, logs: dict | None = None) -> None:
+            if self.stopped:
+                return
             # Validation inside fit: give it batch-norm statistics that match the current weights.
-            if self.bn_data is not None and self.bn_batches > 0 and not self.stopped:
+            if self.bn_data is not None and self.bn_batches > 0:
+                self._report({"phase": "batch-norm statistics before validation"}, force=True)
                 recompute_batchnorm(self.model, self.bn_data, self.bn_batches)
+            self._report({"phase": "validation", "done": 0, "total": self.val_steps}, force=True)
+
+        def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            if self.stopped:  # stopped: no validation of an epoch that is not recorded
+                self.model.stop_evaluating = True
+
+        def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if self.stopped:
+                self.model.stop_evaluating = True
+                return
+            self._report({"phase": "validation", "done": min(batch + 1, self.val_steps), "total": self.val_steps})
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if self.stop_event is not None and self.stop_event.is_set():
+                self.stopped = True
+                self.model.stop_training = True
+            if self.partial:  # cut short: not an epoch, so not recorded (nor checkpointed: WholeEpochs)
+                return
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)},
                    "lr": self._lr(), "seconds": round(time.perf_counter() - self._t_epoch, 3)}
             self.rows.append(row)
             runs.write_csv_atomic(self.run_dir / "history.csv", pd.DataFrame(self.rows))
+            self._epoch, self._frac = epoch + 1, 0.0
             if self.progress is not None:
                 self.progress(epoch + 1, self.epochs, row)
-            if self.stop_event is not None and self.stop_event.is_set():
-                self.stopped = True
-                self.model.stop_training = True
 
+    def whole_epochs_only(base: type) -> type:
+        class WholeEpochs(base):  # type: ignore[misc, valid-type]
+            """``base`` (checkpoint, early stopping) that ignores an epoch cut short by a stop."""
+
+            def __init__(self, run_callback: RunCallback, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.run_callback = run_callback
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                if not self.run_callback.partial:
+                    super().on_epoch_end(epoch, logs)
+
+        WholeEpochs.__name__ = base.__name__
+        return WholeEpochs
+
+    RunCallback.Checkpoint = whole_epochs_only(keras.callbacks.ModelCheckpoint)
+    RunCallback.EarlyStopping = whole_epochs_only(keras.callbacks.EarlyStopping)
     return RunCallback
 
 
@@ -317,18 +373,19 @@ def _class_weights(labels: np.ndarray) -> dict[int, float]:
     return {0: n / (2.0 * n_real), 1: n / (2.0 * n_fake)}
 
 
-def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = None,
-          stop_event: threading.Event | None = None, strategy: Any = None) -> Path:
-    """Train one model and write its run folder; return the folder (complete or interrupted).
+def preflight(config: TrainConfig | dict[str, Any]) -> TrainConfig:
+    """Check a training configuration and its data without TensorFlow and without making a folder.
 
-    ``progress(epoch, epochs, logs)`` is called after each epoch (``epoch`` an int, ``logs`` the history
-    row) and about twice a second during an epoch (``epoch`` a float with the fraction done, ``logs`` the
-    running batch metrics with "batch"). Setting ``stop_event`` stops after the current batch; the run is
-    kept as "interrupted". ``strategy`` (a ``tf.distribute.Strategy`` or "mirrored") overrides
-    ``config.strategy``. Bad configuration or data raises :class:`TrainError` (or
-    :class:`dfd.data.DatasetError`) before any folder is made; a failure during training raises
-    :class:`TrainError` after the folder is kept as "failed".
+    Returns the config; raises :class:`TrainError` or :class:`dfd.data.DatasetError` with a one-line
+    message fit to show a user (unknown architecture, bad numbers, a missing or unusable dataset folder,
+    a ``datasets`` filter that matches nothing, a train split without both classes, no validation images).
     """
+    return _checked(config)[0]
+
+
+def _checked(config: TrainConfig | dict[str, Any]) -> tuple[TrainConfig, int, Any, pd.DataFrame, pd.DataFrame,
+                                                              pd.DataFrame]:
+    """(config, image size, index, frame, train rows, val rows) after every check of :func:`preflight`."""
     from dfd import models
     from dfd.data import index_dataset
 
@@ -352,7 +409,7 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
     if cfg.datasets:
         frame = frame[frame["dataset"].isin(cfg.datasets)]
         if frame.empty:
-            raise TrainError(f"none of the datasets {cfg.datasets} are in {cfg.data} "
+            raise TrainError(f"none of the datasets {', '.join(cfg.datasets)} are in {cfg.data} "
                              f"(it has: {', '.join(sorted(index.frame['dataset'].unique()))})")
     if cfg.exclude_generators:
         unknown = sorted(set(cfg.exclude_generators) - set(frame["generator"]))
@@ -368,6 +425,29 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
                          f"(has {len(train_df)} images, labels {sorted(train_df['label'].unique())})")
     if val_df.empty:
         raise TrainError(f"no validation images in {cfg.data}; a val split is needed for early stopping")
+    return cfg, image_size, index, frame, train_df, val_df
+
+
+def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = None,
+          stop_event: threading.Event | None = None, strategy: Any = None) -> Path:
+    """Train one model and write its run folder; return the folder (complete or interrupted).
+
+    ``progress(epoch, epochs, logs)`` reports every phase:
+
+    - after each epoch: ``epoch`` an int (epochs completed), ``logs`` the history row (no "batch", no "phase");
+    - about twice a second while training: ``epoch`` a float with the fraction done, ``logs`` the running
+      batch metrics with "batch";
+    - every other phase (building the model, the first batch, validation, batch-norm statistics, predicting
+      each split, calibrating): ``logs`` has "phase" (words to show) and, where it counts something, "done"
+      and "total".
+
+    Setting ``stop_event`` stops after the current batch; the run is kept as "interrupted" with only the
+    epochs it completed. ``strategy`` (a ``tf.distribute.Strategy`` or "mirrored") overrides
+    ``config.strategy``. Bad configuration or data raises :class:`TrainError` (or
+    :class:`dfd.data.DatasetError`) before any folder is made (see :func:`preflight`); a failure during
+    training raises :class:`TrainError` after the folder is kept as "failed".
+    """
+    cfg, image_size, index, frame, train_df, val_df = _checked(config)
 
     root = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else runs.user_dir()
     runs.check_writable(root)
@@ -400,11 +480,15 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
         record.update(summary)
         return status
 
-    return _keep_run("training", work, run_dir, root, name, record, bad_files, started, t0)
+    def calibrating() -> None:
+        _phase(progress, record.get("epochs_run") or 0, cfg.epochs, "calibrating on the val predictions")
+
+    return _keep_run("training", work, run_dir, root, name, record, bad_files, started, t0, calibrating)
 
 
 def _keep_run(what: str, work: Callable[[], str], run_dir: Path, root: Path, name: str, record: dict[str, Any],
-              bad_files: list[tuple[str, str]], started: str, t0: float) -> Path:
+              bad_files: list[tuple[str, str]], started: str, t0: float,
+              before_calibration: Callable[[], None] | None = None) -> Path:
     """Run ``work`` (returns the run's status) so that the run folder is kept whatever happens: closed as
     complete, interrupted (Ctrl-C) or failed (then :class:`TrainError`), and calibrated when complete."""
     status, error = runs.FAILED, None
@@ -420,6 +504,8 @@ def _keep_run(what: str, work: Callable[[], str], run_dir: Path, root: Path, nam
     if status == runs.FAILED:
         raise TrainError(f"{what} failed: {error} (run kept at {final})", final)
     if status == runs.COMPLETE:
+        if before_calibration is not None:
+            before_calibration()
         _calibrate(final)
     return final
 
@@ -479,6 +565,7 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
                             bad_files=bad_files)
     val_ds = make_dataset(val_df, image_size, cfg.batch_size, shuffle=False, bad_files=bad_files)
 
+    _phase(progress, 0, cfg.epochs, "building the model")
     with strat.scope():
         extra = {"pretrained": True} if cfg.pretrained else {}
         model = models.build_model(cfg.architecture, image_size, **cfg.arch_kwargs, **extra)
@@ -494,12 +581,14 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     # eager forward pass would run outside the replicas; the final re-estimation below still applies).
     per_epoch_bn = min(cfg.bn_batches, 20) if not tf.distribute.has_strategy() and replicas == 1 else 0
     bn_ds = make_dataset(train_df, image_size, cfg.batch_size, shuffle=True, seed=cfg.seed + 1)
-    callback = _callback_class()(run_dir, cfg.epochs, steps, progress, stop_event, bn_ds, per_epoch_bn)
+    callback_class = _callback_class()
+    callback = callback_class(run_dir, cfg.epochs, steps, progress, stop_event, bn_ds, per_epoch_bn,
+                              math.ceil(len(val_df) / cfg.batch_size))
     checkpoint = run_dir / "model.keras"
     cbs: list[Any] = [  # RunCallback last: progress sees the epoch after the checkpoint is written
-        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=cfg.monitor, mode=mode, save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=mode, restore_best_weights=True,
-                                      patience=cfg.patience if cfg.patience > 0 else cfg.epochs + 1),
+        callback_class.Checkpoint(callback, str(checkpoint), monitor=cfg.monitor, mode=mode, save_best_only=True),
+        callback_class.EarlyStopping(callback, monitor=cfg.monitor, mode=mode, restore_best_weights=True,
+                                     patience=cfg.patience if cfg.patience > 0 else cfg.epochs + 1),
         callback,
     ]
     class_weight = _class_weights(train_df["label"].to_numpy()) if cfg.class_weight else None
@@ -526,9 +615,12 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         model.save(checkpoint)
     # The served model: the best checkpoint, loaded outside any strategy and without optimizer state
     # (smaller file), with batch-norm statistics recomputed for its final weights.
+    done_epochs = len(hist)
+    _phase(progress, done_epochs, cfg.epochs, "loading the best checkpoint")
     model = keras.saving.load_model(checkpoint, custom_objects=models.custom_objects(), compile=False,
                                     safe_mode=True)
     if cfg.bn_batches > 0:
+        _phase(progress, done_epochs, cfg.epochs, "batch-norm statistics of the served model")
         summary["bn_recomputed_batches"] = recompute_batchnorm(model, bn_ds, cfg.bn_batches)
     model.save(checkpoint)
 
@@ -539,7 +631,11 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         part = frame[frame["split"] == split]
         if part.empty:
             continue
-        pred, errors = evaluate.predict_frame(predict, part, image_size, max(cfg.batch_size, 64))
+        what = f"predicting the {split} split"
+        _phase(progress, done_epochs, cfg.epochs, what, 0, len(part))
+        pred, errors = evaluate.predict_frame(
+            predict, part, image_size, max(cfg.batch_size, 64),
+            progress=lambda done, total, what=what: _phase(progress, done_epochs, cfg.epochs, what, done, total))
         preds.append(pred)
         pred_errors.update(errors)
         if stop_event is not None and stop_event.is_set():
@@ -554,13 +650,14 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
 
 
 def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path | None = None,
-             batch_size: int = 64, notes: str = "") -> Path:
+             batch_size: int = 64, notes: str = "", progress: Callable[[int, int], None] | None = None) -> Path:
     """Average complete runs into one run (a deep ensemble: P(fake) is the mean of the members').
 
     The members must share their input size, test-time averaging and their val/test images (the same data
     and split: otherwise an image one member was evaluated on could be one another member trained on).
     The new run's ``model.keras`` holds every member (:func:`dfd.models.ensemble`); it predicts the members'
-    val and test images again and is calibrated on val, like a trained run. No history of its own (nothing
+    val and test images again and is calibrated on val, like a trained run; ``progress(done, total)``
+    counts the images predicted. No history of its own (nothing
     is trained): each member's config, history and metrics are kept in ``members/<name>/``.
     """
     from dfd import evaluate, models
@@ -624,7 +721,7 @@ def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path
                     (run_dir / "members" / run.name).mkdir(parents=True, exist_ok=True)
                     shutil.copy2(run.path / file, run_dir / "members" / run.name / file)
         pred, errors = evaluate.predict_frame(evaluate.predictor(model, tta=first.tta), frame, first.image_size,
-                                              batch_size)
+                                              batch_size, progress=progress)
         bad.extend(errors.items())
         runs.write_csv_atomic(run_dir / "predictions.csv",
                               pred.assign(path=runs.relative_paths(pred["path"].tolist(), cfg.get("data"))))

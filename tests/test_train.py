@@ -93,6 +93,58 @@ def test_stop_event_keeps_run_as_interrupted(faces, tmp_path):
     assert not (path / "predictions.csv").exists()
 
 
+@pytest.mark.parametrize("stop_at, completed", [(0.0, 0), (1.0, 1)])
+def test_a_run_stopped_mid_epoch_records_only_the_epochs_it_completed(faces, tmp_path, stop_at, completed):
+    """Stopped a fraction into an epoch (at its first batch report): that epoch is not in history.csv,
+    epochs_run or the checkpoint."""
+    stop = threading.Event()
+    stopped_at = []
+
+    def progress(epoch, epochs, logs):
+        if "batch" in logs and epoch >= stop_at and not stop.is_set():
+            stopped_at.append(epoch)
+            stop.set()
+
+    path = train(_cfg(faces, tmp_path, name="cut", epochs=4, batch_size=8), progress=progress, stop_event=stop)
+    assert stopped_at and stopped_at[0] % 1 < 0.9, "stopped within an epoch, not at its end"
+    run = runs.get_run(path)
+    assert run.status == "interrupted"
+    assert len(run.history()) == completed
+    assert run.config["epochs_run"] == completed and run.status_info["epochs_run"] == completed
+    assert run.has_model == (completed > 0), "no model is saved from an epoch cut short"
+
+
+def test_training_reports_progress_in_every_phase(faces, tmp_path):
+    """Building, the first batch, validation, predicting each split and calibrating are reported, with counts
+    where there is something to count; the history rows are the only calls without 'phase' or 'batch'."""
+    seen = []
+    path = train(_cfg(faces, tmp_path, name="phases", epochs=2), progress=lambda e, n, logs: seen.append((e, logs)))
+    phases = [logs["phase"] for _, logs in seen if "phase" in logs]
+    assert phases[0] == "building the model" and phases[1].startswith("first batch")
+    assert "validation" in phases and phases[-1].startswith("calibrating")
+    val = [logs for _, logs in seen if logs.get("phase") == "validation"]
+    assert all(0 <= v["done"] <= v["total"] for v in val) and val[0]["total"] == 3  # 40 val images / 16
+    for split, n in (("val", 40), ("test", 40)):
+        counts = [logs for _, logs in seen if logs.get("phase") == f"predicting the {split} split"]
+        assert counts[0]["done"] == 0 and counts[-1]["done"] == counts[-1]["total"] == n, (split, counts)
+    rows = [e for e, logs in seen if "phase" not in logs and "batch" not in logs]
+    assert rows == [1, 2]
+    assert runs.get_run(path).status == "complete"
+
+
+def test_robustness_reports_progress_per_image(faces, tmp_path):
+    from dfd import evaluate
+
+    path = train(_cfg(faces, tmp_path, name="rob", epochs=1))
+    calls = []
+    table = evaluate.robustness(path, faces, limit=10, batch_size=4, progress=lambda d, t: calls.append((d, t)))
+    conditions = len(evaluate.ROBUSTNESS_SWEEP)
+    assert len(table) == conditions
+    assert calls[-1] == (10 * conditions, 10 * conditions)
+    assert len(calls) >= 3 * conditions, "a count every batch of images, not one a condition"
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
 def test_keyboard_interrupt_keeps_run(faces, tmp_path):
     def progress(epoch, epochs, logs):
         if epoch == 1:
@@ -185,7 +237,9 @@ def test_ensemble_of_two_seeds_averages_learns_and_explains(faces, tmp_path):
     a = train(_cfg(faces, tmp_path, name="seed0", seed=0))
     b = train(_cfg(faces, tmp_path, name="seed1", seed=1))
     assert (a / "calibration.json").is_file(), "training calibrates on val when it ends"
-    path = ensemble([a, b], name="ens", runs_dir=tmp_path)
+    counted = []
+    path = ensemble([a, b], name="ens", runs_dir=tmp_path, progress=lambda d, t: counted.append((d, t)))
+    assert counted[-1] == (80, 80), "the ensemble's predictions are counted image by image"
     run = runs.get_run(path)
     assert run.status == "complete" and run.architecture == "ensemble"
     assert run.model_label == "ensemble of 2 tiny" and runs.get_run(a).model_label == "tiny"
