@@ -488,15 +488,12 @@ def _erase(img: np.ndarray, rng: np.random.Generator, area: tuple[float, float])
 def _loader(image_size: int, augment: Augment | None, seed: int,
             bad: list[tuple[str, str]] | None) -> Callable[[bytes], tuple[np.ndarray, bool]]:
     rng = np.random.default_rng(seed)
+    transform = None if augment is None else (lambda img: augment.apply(img, rng))
 
     def load(path: bytes) -> tuple[np.ndarray, bool]:
         p = path.decode()
         try:
-            img = imaging.load_image(p)
-            img = imaging.resize(img, image_size)
-            if augment is not None:
-                img = augment.apply(img, rng)
-            return img.astype(np.float32), True
+            return imaging.decode(p, image_size, transform), True
         except imaging.ImageError as exc:
             if bad is not None:
                 bad.append((p, str(exc)))
@@ -578,10 +575,7 @@ def predict_paths(predict_batch: Callable[[np.ndarray], np.ndarray], paths: list
 
     def load(p: str) -> np.ndarray | str:
         try:
-            img = imaging.resize(imaging.load_image(p), image_size)
-            if transform is not None:
-                img = transform(img)
-            return img.astype(np.float32)
+            return imaging.decode(p, image_size, transform)
         except imaging.ImageError as exc:
             return str(exc)
 

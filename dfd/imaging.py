@@ -1,7 +1,8 @@
 """Images in, model-ready arrays out: the one preprocessing path of dfd.
 
 Training, evaluation, the CLI and the app all call :func:`load_image` (decode, EXIF orientation, RGB) and
-:func:`prepare` (resize to the model's square input, float32 in 0..255; the models rescale themselves).
+:func:`prepare` (resize to the model's square input, float32 in 0..255; the models rescale themselves), or
+both at once with :func:`decode`.
 Perturbations used by the explorer preview, training augmentation and robustness evaluation live here too:
 :func:`gaussian_blur`, :func:`gaussian_noise` and :func:`jpeg_recompress`. Everything works on ``uint8``
 RGB arrays of shape (H, W, 3).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -123,14 +125,23 @@ def resize(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interpolation)
 
 
-def prepare(img: np.ndarray, size: int) -> np.ndarray:
-    """The model input for one RGB image: ``float32`` (size, size, 3) with values 0..255."""
-    return resize(img, size).astype(np.float32)
+Transform = Callable[[np.ndarray], np.ndarray]
+"""A ``uint8`` RGB -> ``uint8`` RGB image transform (an augmentation, a robustness perturbation)."""
 
 
-def decode(source: Source, size: int) -> np.ndarray:
-    """:func:`load_image` then :func:`prepare`: path or bytes straight to model input."""
-    return prepare(load_image(source), size)
+def prepare(img: np.ndarray, size: int, transform: Transform | None = None) -> np.ndarray:
+    """The model input for one RGB image: :func:`resize` to ``size``, then ``transform`` (if any) on the
+    resized ``uint8`` image, then ``float32`` (size, size, 3) with values 0..255."""
+    img = resize(img, size)
+    if transform is not None:
+        img = transform(img)
+    return img.astype(np.float32)
+
+
+def decode(source: Source, size: int, transform: Transform | None = None) -> np.ndarray:
+    """:func:`load_image` then :func:`prepare`: path or bytes straight to model input. The one
+    load-resize-float32 path of training, evaluation, robustness, export, the CLI and the app."""
+    return prepare(load_image(source), size, transform)
 
 
 def _odd(k: int) -> int:

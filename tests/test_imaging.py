@@ -338,3 +338,32 @@ def test_difference_and_spectrum(face: np.ndarray) -> None:
     board = np.indices((128, 128)).sum(axis=0) % 2 * 40 + 100
     checker = np.repeat(board[..., None], 3, axis=2).astype(np.uint8)
     assert imaging.log_spectrum(checker, size=128)[0, 0] > imaging.log_spectrum(face, size=128)[0, 0] + 3
+
+
+# ---------------------------------------------------------------------------------------------- one path
+
+
+def test_decode_is_the_one_load_resize_transform_float32_path(faces140k: Path) -> None:
+    """decode(path, size, transform) = load, resize, transform the resized uint8 image, float32; and it is
+    exactly what evaluation and robustness (dfd.data.predict_paths) feed the model."""
+    from dfd.data import predict_paths
+
+    paths = [str(p) for p in sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[:5]]
+
+    def blur(img: np.ndarray) -> np.ndarray:
+        assert img.dtype == np.uint8 and img.shape == (40, 40, 3), "the transform sees the resized uint8 image"
+        return imaging.gaussian_blur(img, 1.5)
+
+    one = imaging.decode(paths[0], 40, blur)
+    by_hand = imaging.resize(imaging.load_image(paths[0]), 40)
+    assert one.dtype == np.float32 and one.shape == (40, 40, 3)
+    np.testing.assert_array_equal(one, imaging.gaussian_blur(by_hand, 1.5).astype(np.float32))
+    assert not np.array_equal(one, imaging.decode(paths[0], 40)), "the transform was applied"
+    fed: list[np.ndarray] = []
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        fed.append(batch)
+        return np.zeros(len(batch))
+
+    predict_paths(model, paths, 40, batch_size=2, transform=blur)
+    np.testing.assert_array_equal(np.concatenate(fed), np.stack([imaging.decode(p, 40, blur) for p in paths]))
