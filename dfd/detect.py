@@ -380,10 +380,11 @@ class Detector:
     def heatmap(self, img: np.ndarray, *, toward: str | None = None) -> np.ndarray:
         """Grad-CAM map (size x size, 0..1) for one RGB crop: where the evidence for ``toward`` lies.
 
-        ``toward`` is "fake" or "real"; None explains the model's own verdict. The gradient is taken of the
+        ``toward`` is "fake" or "real"; None explains the verdict this detector serves for the crop (its
+        calibrated P(fake) at its threshold, as :meth:`analyse` judges it). The gradient is taken of the
         pre-sigmoid logit (the sigmoid saturates), at the last layer with a spatial output. An ensemble's map
         is the mean of its members' maps (each scaled to 0..1 first, so each member has an equal say), all
-        toward the same class: the ensemble's verdict when ``toward`` is None.
+        toward the same class: the ensemble's served verdict when ``toward`` is None.
         """
         import tensorflow as tf
 
@@ -399,8 +400,8 @@ class Detector:
                     logit = tf.math.log(p / (1 - p))
                 logit = tf.reshape(tf.cast(logit, tf.float32), [])
             found.append((feats, tape.gradient(logit, feats), float(logit)))
-        if toward is None:  # the model's (mean) P(fake), as its output layer computes it
-            toward = "fake" if np.mean([1 / (1 + np.exp(-z)) for _, _, z in found]) >= 0.5 else "real"
+        if toward is None:  # the served verdict: calibrated P(fake) (mirror-averaged if the run is) at the threshold
+            toward = verdict(float(self.predict_arrays(x.numpy())[0]), self.threshold)
         sign = 1.0 if toward == "fake" else -1.0  # d(-logit) = -d(logit)
         cams = []
         for feats, grads, _ in found:

@@ -193,6 +193,24 @@ def test_gradcam_heatmap_and_boxes_drawn(tiny_detector, faces140k):
     assert (drawn.reshape(-1, 3) == colour).all(axis=1).any()
 
 
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_heatmap_explains_the_served_verdict_by_default(tiny_detector, faces140k, temperature):
+    """With no ``toward``, Grad-CAM explains the verdict the detector serves (calibrated P(fake) at the run's
+    threshold), not the raw output at 0.5: here a threshold that puts them on opposite sides."""
+    img = imaging.load_image(_first(faces140k / "real-vs-fake" / "test" / "real"))
+    raw = float(np.ravel(tiny_detector.model(imaging.prepare(img, 64)[None], training=False))[0])
+    served_p = float(detect.Detector.from_model(tiny_detector.model, 64, temperature=temperature)
+                     .predict_arrays(imaging.prepare(img, 64))[0])
+    threshold = (served_p + 1) / 2 if raw >= 0.5 else served_p / 2  # the served verdict flips the raw one
+    det = detect.Detector.from_model(tiny_detector.model, 64, threshold=threshold, temperature=temperature)
+    served = det.analyse(img, find_faces=False).faces[0].verdict
+    assert served != ("fake" if raw >= 0.5 else "real")
+    cam = det.heatmap(img)
+    np.testing.assert_allclose(cam, det.heatmap(img, toward=served), atol=1e-6)
+    other = "real" if served == "fake" else "fake"
+    assert not np.allclose(cam, det.heatmap(img, toward=other), atol=1e-3), "the two classes' maps differ"
+
+
 # ---------------------------------------------------------------------------------------------- accuracy check
 
 SAMPLE_PER_CLASS = 100
