@@ -1,10 +1,13 @@
-"""Evaluation of one run: metrics and confusion matrix at a threshold, ROC/PR, reliability, robustness, errors."""
+"""Evaluation of one run: metrics and confusion matrix at a threshold, ROC/PR, reliability, robustness, errors.
+
+Each section says where its numbers come from: the predictions chosen at the top (the run's own val/test
+predictions, or a later evaluation on other data) or the robustness and cross-dataset files it shows.
+"""
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,9 +18,12 @@ st.title("Evaluation")
 run = _shared.require_run()
 if run is None:
     st.stop()
-from dfd import evaluate  # noqa: E402 - scikit-learn loads in ~1 s: only once there is a run to evaluate
+from dfd import evaluate, views  # noqa: E402 - scikit-learn loads in ~1 s: only once there is a run to evaluate
 
-sources = {"Run's own predictions": None} | {f"Evaluated on {tag}": tag for tag in run.evals()}
+own_pred = run.predictions()
+sources = {f"Run's own predictions ({views.named(views.datasets_in(own_pred))})": None}
+for tag_ in run.evals():
+    sources[f"Evaluated on {views.named(views.datasets_in(run.eval_predictions(tag_)), tag_)} ({tag_})"] = tag_
 if st.session_state.get("ev_source_next") in sources:  # set by "Evaluate" below, before the widget exists
     st.session_state["ev_source"] = st.session_state.pop("ev_source_next")
 c1, c2, c3 = st.columns([2, 1, 1])
@@ -26,11 +32,6 @@ source = c1.selectbox("Predictions", list(sources), key="ev_source",
                            "data (`python -m dfd evaluate <run> <folder>`), kept as a record in the user runs "
                            "folder's _evals/.")
 tag = sources[source]
-if tag is None:
-    st.caption(f"From the run's own predictions.csv in `{run.path}`"
-               + (" (a shipped run: read-only)." if run.shipped else "."))
-else:
-    st.caption(f"From {run.eval_record(tag).label}.")
 
 with st.expander("Evaluate this run on the dataset chosen in the sidebar (cross-dataset check)",
                  icon=":material/swap_horiz:"):
@@ -51,10 +52,21 @@ with st.expander("Evaluate this run on the dataset chosen in the sidebar (cross-
             except (ValueError, RuntimeError, OSError) as exc:
                 st.error(f"Evaluation failed: {exc}")
             else:
-                st.session_state["ev_source_next"] = f"Evaluated on {out.name}"
+                done = views.named(views.datasets_in(run.eval_predictions(out.name)), out.name)
+                st.session_state["ev_source_next"] = f"Evaluated on {done} ({out.name})"
                 st.rerun()
 
-pred = run.predictions() if tag is None else run.eval_predictions(tag)
+pred = own_pred if tag is None else run.eval_predictions(tag)
+if tag is None:
+    st.caption(f"Metrics, curves and misclassified images below: the run's own predictions.csv (its val and test "
+               f"splits, {views.named(views.datasets_in(pred))}), written when it was trained, in `{run.path}`"
+               + (" (a shipped run: read-only)." if run.shipped else "."))
+else:
+    source = run.eval_metrics(tag).get("source") or {}
+    st.caption(f"Metrics, curves and misclassified images below: a later evaluation of this run on "
+               f"{views.named(views.datasets_in(pred), tag)} ({source.get('split', '?')} split, "
+               f"`{source.get('data', '?')}`), from {run.eval_record(tag).label}. The robustness and "
+               "cross-dataset sections further down come from their own files, not from this evaluation.")
 if pred.empty:
     st.info(f"Run **{run.name}** has no predictions to evaluate (status: {run.status}). A run writes them "
             "when training ends; an interrupted run may have none.")
@@ -82,7 +94,7 @@ m = evaluate.metrics(part, threshold)
 
 
 def fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
+    return views.MISSING if v is None else f"{v:.3f}"
 
 
 cols = st.columns(6)
@@ -100,9 +112,8 @@ if len(rates):
                  hide_index=True, column_config={"rate": st.column_config.NumberColumn(format="%.3f")})
 
 # ---------------------------------------------------------------------------------------------- confusion
-cm = np.asarray(m["confusion"], dtype=float)
-row_sums = cm.sum(axis=1, keepdims=True)
-normalised = np.divide(cm, row_sums, out=np.zeros_like(cm), where=row_sums > 0)
+cm = m["confusion"]
+normalised = views.normalise_confusion(cm)
 a, b = st.columns(2)
 for col, z, title, fmt_s in [(a, cm, "Confusion matrix (counts)", ".0f"),
                              (b, normalised, "Normalised by true class", ".2f")]:
@@ -119,10 +130,10 @@ if len(roc):
     fig = px.line(roc, x="fpr", y="tpr", title=f"ROC (AUC {fmt(m.get('roc_auc'))})",
                   labels={"fpr": "false positive rate", "tpr": "true positive rate"})
     fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(dash="dot", color="grey"))
-    fpr_at = cm[0, 1] / max(cm[0].sum(), 1)
-    tpr_at = cm[1, 1] / max(cm[1].sum(), 1)
-    fig.add_trace(go.Scatter(x=[fpr_at], y=[tpr_at], mode="markers", marker=dict(size=11, color="#c2185b"),
-                             name=f"threshold {threshold:.2f}"))
+    fpr_at, tpr_at = views.roc_point(cm)
+    if fpr_at is not None and tpr_at is not None:
+        fig.add_trace(go.Scatter(x=[fpr_at], y=[tpr_at], mode="markers", marker=dict(size=11, color="#c2185b"),
+                                 name=f"threshold {threshold:.2f}"))
     fig.update_layout(height=340, margin=dict(t=40, b=10), showlegend=False)
     a.plotly_chart(fig, key="roc")
     fig = px.line(prc, x="recall", y="precision", title=f"Precision-recall (AP {fmt(m.get('average_precision'))})")
@@ -154,8 +165,13 @@ if rob.empty:
     st.caption("No robustness sweep for this run. Make one with "
                f"`python -m dfd robustness {run.name} <folder>` (JPEG, blur and noise sweeps).")
 else:
-    st.caption(f"From {found[-1].label}: the datasets the run was trained on, pooled, at its served threshold "
-               "(robustness_by_dataset.csv there has each dataset).")
+    info = found[-1].info
+    st.caption(f"From {found[-1].label}"
+               + (f" ({views.named(info.get('datasets') or [])}, {info.get('split', '?')} split, "
+                  f"{info.get('n_images', '?')} images)" if info.get("datasets") else "")
+               + ": the datasets the run was trained on, pooled, at its served threshold "
+               "(robustness_by_dataset.csv there has each dataset)"
+               + ("; not from the evaluation chosen at the top." if tag is not None else "."))
     metric = st.segmented_control("Metric", ["accuracy", "roc_auc"], default="accuracy", key="rob_metric") \
         or "accuracy"
     clean = rob[rob["perturbation"] == "none"]
@@ -172,7 +188,7 @@ else:
         else:
             fig.update_xaxes(title={"blur": "blur sigma (px)", "noise": "noise std (0..255)"}.get(kind, "level"))
         col.plotly_chart(fig, key=f"rob_{kind}")
-    st.dataframe(rob, hide_index=True, key="rob_table")
+    st.dataframe(views.for_display(rob), hide_index=True, key="rob_table")
 
 # ---------------------------------------------------------------------------------------------- across datasets
 st.subheader("Across datasets")
@@ -187,23 +203,15 @@ if cross.empty:
     st.caption("No cross-dataset table for this run. Make one with `python -m dfd cross-dataset "
                f"{run.name} <runs trained on other datasets> --data <folder>`.")
 else:
-    st.caption(f"From {found[-1].label}.")
-    label = cross["trained_on"].astype(str)
-    if cross.groupby("trained_on")["run"].nunique().max() > 1:  # two runs trained alike: tell them apart
-        label = cross["run"].astype(str) + ": " + label
-    cross = cross.assign(**{"trained on": label, "accuracy / AUC": [
-        f"{a:.3f} / {u:.3f}" + (" (in)" if d == "in-domain" else "")
-        for a, u, d in zip(cross["accuracy"], cross["roc_auc"].fillna(float("nan")), cross["domain"], strict=True)]})
-    grid = cross.pivot_table(index="trained on", columns="dataset", values="accuracy / AUC", aggfunc="first")
-    st.dataframe(grid, key="cross_table")
+    st.caption(f"From {found[-1].label}"
+               + (", not from the evaluation chosen at the top." if tag is not None else "."))
+    st.dataframe(views.cross_dataset_grid(cross), key="cross_table")
     st.caption("Test accuracy / ROC AUC of detectors trained on some datasets and scored on each; (in) marks "
                "the datasets a detector was trained on. Detectors travel badly: expect near 0.5 out of domain.")
 
 # ---------------------------------------------------------------------------------------------- errors
 st.subheader("Misclassified images")
-valid = part.dropna(subset=["p_fake"])
-wrong = valid[(valid["p_fake"] >= threshold).astype(int) != valid["label"].astype(int)]
-wrong = wrong.assign(confidence=(wrong["p_fake"] - threshold).abs()).sort_values("confidence", ascending=False)
+wrong = views.misclassified(part, threshold)
 if wrong.empty:
     st.success("No misclassified images at this threshold.")
 else:
@@ -225,4 +233,5 @@ else:
                 st.image(thumb, width="stretch",
                          caption=f"{os.path.basename(row.path)} · true {truth} · P(fake) {row.p_fake:.2f}")
     with st.expander("All misclassified images (table)"):
-        st.dataframe(wrong[["path", "label", "p_fake", "dataset"]], hide_index=True, key="ev_wrong_table")
+        st.dataframe(views.for_display(wrong[["path", "label", "p_fake", "dataset"]]), hide_index=True,
+                     key="ev_wrong_table")

@@ -1,0 +1,96 @@
+"""The pure tables and numbers behind the Evaluation page's views (no plotting, no Streamlit).
+
+From a predictions table (path,label,p_fake,split,dataset) and a run's files: the confusion matrix normalised
+by true class, the ROC point at a threshold, the misclassified images most confident first, the
+cross-dataset grid, the names of the datasets an evaluation covers, and tables made fit to show (missing
+values as "n/a", never "None" or "nan").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MISSING = "n/a"
+
+
+def normalise_confusion(confusion: Any) -> np.ndarray:
+    """The 2x2 confusion matrix [[tn, fp], [fn, tp]] with each row (true class) divided by its total; a class
+    with no images keeps a row of zeros."""
+    cm = np.asarray(confusion, dtype=float)
+    totals = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+
+
+def roc_point(confusion: Any) -> tuple[float | None, float | None]:
+    """(false positive rate, true positive rate) of the verdicts counted in ``confusion``: where a threshold
+    sits on the ROC curve. A rate whose class has no images is None."""
+    cm = np.asarray(confusion, dtype=float)
+    real, fake = cm[0].sum(), cm[1].sum()
+    return (float(cm[0, 1] / real) if real else None, float(cm[1, 1] / fake) if fake else None)
+
+
+def misclassified(pred: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The images judged wrongly at ``threshold`` (P(fake) >= threshold is "fake"), most confident first, with
+    ``confidence`` = |P(fake) - threshold|. Unreadable images (no P(fake)) are neither right nor wrong."""
+    if pred is None or pred.empty:
+        return pd.DataFrame(columns=[*getattr(pred, "columns", []), "confidence"])
+    p = pd.to_numeric(pred["p_fake"], errors="coerce")
+    valid = pred[np.isfinite(p)].assign(p_fake=p[np.isfinite(p)])
+    wrong = valid[(valid["p_fake"] >= threshold).astype(int) != valid["label"].astype(int)]
+    wrong = wrong.assign(confidence=(wrong["p_fake"] - threshold).abs())
+    return wrong.sort_values("confidence", ascending=False, kind="stable")
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return MISSING
+    return f"{v:.{digits}f}" if np.isfinite(v) else MISSING
+
+
+def cross_dataset_grid(cross: pd.DataFrame) -> pd.DataFrame:
+    """cross_dataset.csv as a grid: one row a detector (what it was trained on; its run name too where two
+    runs were trained alike), one column a dataset, each cell "accuracy / ROC AUC" with "(in)" where the
+    detector was trained on that dataset and "n/a" for a metric that is undefined or a pair not scored."""
+    if cross is None or cross.empty:
+        return pd.DataFrame()
+    label = cross["trained_on"].fillna(MISSING).astype(str)
+    if cross.assign(t=label).groupby("t")["run"].nunique().max() > 1:  # two runs trained alike: tell them apart
+        label = cross["run"].astype(str) + ": " + label
+    cells = [f"{_num(a)} / {_num(u)}" + (" (in)" if d == "in-domain" else "")
+             for a, u, d in zip(cross["accuracy"], cross["roc_auc"], cross["domain"], strict=True)]
+    grid = pd.DataFrame({"trained on": label, "dataset": cross["dataset"].astype(str), "cell": cells})
+    grid = grid.pivot_table(index="trained on", columns="dataset", values="cell", aggfunc="first")
+    grid.columns.name = None
+    return grid.fillna(MISSING)
+
+
+def datasets_in(pred: pd.DataFrame) -> list[str]:
+    """The dataset names in a predictions table (sorted; unnamed rows left out)."""
+    if pred is None or "dataset" not in getattr(pred, "columns", []):
+        return []
+    return sorted({str(d) for d in pred["dataset"].dropna() if str(d).strip()})
+
+
+def named(datasets: Iterable[str], fallback: str = "unnamed data") -> str:
+    """``a + b`` for a list of dataset names, ``fallback`` for none."""
+    names = [str(d) for d in datasets if d]
+    return " + ".join(names) if names else fallback
+
+
+def for_display(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A copy to show: floats rounded to ``digits`` as text, and every missing value (None, NaN) as "n/a"."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        if pd.api.types.is_float_dtype(values):
+            out[col] = [_num(v, digits) for v in values]
+        else:
+            out[col] = [MISSING if v is None or (np.ndim(v) == 0 and pd.isna(v)) else v
+                        for v in values.astype(object)]
+    return out
