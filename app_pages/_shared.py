@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +64,17 @@ def sidebar() -> None:
         runs = list_runs()
         names = [r.name for r in runs]
         if names:
-            if st.session_state.get("run_name") not in names:
-                st.session_state["run_name"] = DEFAULT_RUN if DEFAULT_RUN in names else names[0]
+            # The widget's own index always points at the run in use: the run chosen before (kept in
+            # session state by the widget) if it still exists, else the shipped default, else the newest.
+            # Nothing writes the widget's key: a value written there before the widget exists is not what a
+            # freshly drawn picker shows (it shows the option at ``index``), so the page and the picker
+            # could disagree until the next click switched the page silently.
+            chosen = st.session_state.get("run_name")
+            if chosen not in names:
+                chosen = DEFAULT_RUN if DEFAULT_RUN in names else names[0]
             status = {r.name: r.status for r in runs}
             shipped = {r.name for r in runs if r.shipped}
-            st.selectbox("Run", names, key="run_name", label_visibility="collapsed",
+            st.selectbox("Run", names, index=names.index(chosen), key="run_name", label_visibility="collapsed",
                          format_func=lambda n: (n + (" (shipped)" if n in shipped else "")
                                                 + ("" if status.get(n) == "complete" else f" ({status.get(n)})")),
                          help=f"Your runs in {runs_root()}, then the shipped runs in {shipped_root()} (read-only). "
@@ -138,8 +141,8 @@ def dataset_index() -> Any:
         return None
 
 
-def sample_test_images(n: int = 4) -> list[tuple[str, str]]:
-    """(path, true class) of ``n`` random test images of the chosen dataset, half real and half fake."""
+def sample_test_images(n: int = 4) -> list[tuple[str, str, str]]:
+    """(path, true class, dataset) of ``n`` random test images of the chosen dataset, half real and half fake."""
     import numpy as np
 
     index = dataset_index()
@@ -151,15 +154,16 @@ def sample_test_images(n: int = 4) -> list[tuple[str, str]]:
     rng = np.random.default_rng()
     picked = []
     for label, name in ((0, "real"), (1, "fake")):
-        pool = test[test["label"] == label]["path"].tolist()
-        picked += [(pool[i], name) for i in rng.choice(len(pool), min(len(pool), n // 2), replace=False)]
+        pool = test[test["label"] == label]
+        rows = rng.choice(len(pool), min(len(pool), n // 2), replace=False)
+        picked += [(str(pool["path"].iloc[i]), name, str(pool["dataset"].iloc[i])) for i in rows]
     return picked
 
 
-def read_samples(samples: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+def read_samples(samples: list[tuple[str, str, str]]) -> list[tuple[str, bytes]]:
     """(display name with the true class, file bytes) for dataset samples; unreadable files give empty bytes."""
     out = []
-    for path, truth in samples:
+    for path, truth, *_ in samples:
         try:
             data = Path(path).read_bytes()
         except OSError:
@@ -203,7 +207,7 @@ def refresh_runs() -> None:
 
 
 def current_run() -> Any:
-    """The run chosen in the sidebar, or None."""
+    """The run chosen in the sidebar (the one its picker shows), or None."""
     runs = {r.name: r for r in list_runs()}
     name = st.session_state.get("run_name")
     return runs.get(name) if name else None
@@ -219,9 +223,22 @@ def require_run() -> Any:
     return run
 
 
-def run_key(run: Any) -> tuple[str, int]:
-    model_path = Path(getattr(run, "model_path", Path(run.path) / "model.keras"))
-    return str(run.path), _mtime(model_path)
+SERVED_FILES = ("model.keras", "calibration.json", "config.json")
+"""The run files that change the P(fake) a run serves: weights, temperature and threshold, input size and
+mirror averaging. The cached detector (and every cached verdict) is keyed by all of them."""
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st_ = path.stat()
+        return st_.st_mtime_ns, st_.st_size
+    except OSError:
+        return 0, -1
+
+
+def run_key(run: Any) -> tuple[Any, ...]:
+    """(run folder, (mtime, size) of each of :data:`SERVED_FILES`): changes whenever served P(fake) can."""
+    return (str(run.path), *(_stamp(Path(run.path) / name) for name in SERVED_FILES))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -229,7 +246,7 @@ def run_key(run: Any) -> tuple[str, int]:
 
 
 @st.cache_resource(show_spinner="Loading the detector (TensorFlow, first use only)...", max_entries=3)
-def _detector(run_path: str, model_mtime: int) -> Any:
+def _detector(run_path: str, *stamps: tuple[int, int]) -> Any:
     from dfd import detect, runs
 
     return detect.Detector(runs.get_run(run_path))
@@ -240,7 +257,7 @@ def detector(run: Any) -> Any:
     return _detector(*run_key(run))
 
 
-_warming: set[tuple[str, int]] = set()
+_warming: set[tuple[Any, ...]] = set()
 _warming_lock = threading.Lock()
 
 
@@ -301,77 +318,18 @@ def unreadable(root: str, fingerprint: str, _paths: list[str]) -> list[tuple[str
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Background training (one job at a time for the whole app: the machine's cores are shared)
+# Background training (dfd.jobs: one job at a time for the whole app: the machine's cores are shared)
 
 
-@dataclass
-class TrainingJob:
-    """A dfd.train.train call on a background thread, with its progress, for the Training page to poll."""
+def training_job() -> Any:
+    """The app's current (or last) :class:`dfd.jobs.TrainingJob`."""
+    from dfd import jobs
 
-    config: Any
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    epoch: float = 0.0
-    epochs: int = 1
-    logs: dict = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
-    status: str = "starting"
-    error: str | None = None
-    run_path: str | None = None
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-    thread: threading.Thread | None = None
-
-    def progress(self, epoch: float, epochs: int, logs: dict | None = None) -> None:
-        """dfd.train's callback: a float ``epoch`` during an epoch (running batch logs), an int after one."""
-        self.epochs = max(1, int(epochs))
-        self.status = "running"
-        self.epoch = float(epoch)
-        self.logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-        if isinstance(epoch, int) or float(epoch).is_integer() and "batch" not in self.logs:
-            self.history.append({"epoch": int(epoch), **self.logs})
-
-    def _run(self) -> None:
-        try:
-            from dfd import train
-
-            path = train.train(self.config, progress=self.progress, stop_event=self.stop_event)
-            self.run_path = str(path)
-            self.status = "stopped" if self.stop_event.is_set() else "complete"
-        except Exception as exc:  # noqa: BLE001 - any failure is shown on the page, the app stays up
-            self.status = "failed"
-            self.error = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
-        finally:
-            self.finished = time.time()
-            refresh_runs()
-
-    def start(self) -> None:
-        self.epochs = int(getattr(self.config, "epochs", 1))
-        self.thread = threading.Thread(target=self._run, name="dfd-train", daemon=True)
-        self.thread.start()
-
-    @property
-    def active(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+    return jobs.current()
 
 
-@st.cache_resource
-def _jobs() -> dict[str, TrainingJob]:
-    return {}
-
-
-def training_job() -> TrainingJob | None:
-    """The app's current (or last) training job."""
-    return _jobs().get("current")
-
-
-def start_training(config: Any) -> TrainingJob:
+def start_training(config: Any) -> Any:
     """Start ``config`` in the background unless a job is already running (then return that one)."""
-    jobs = _jobs()
-    job = jobs.get("current")
-    if job is not None and job.active:
-        return job
-    job = TrainingJob(config=config)
-    jobs["current"] = job
-    job.start()
-    return job
+    from dfd import jobs
+
+    return jobs.start(config, on_finish=refresh_runs)

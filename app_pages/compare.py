@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages import _shared
+from app_pages import _charts, _shared
 from dfd import tables
 
 st.title("Compare runs")
@@ -36,14 +35,8 @@ chosen = [r for r in runs if r.name in picked]
 st.subheader("Curves")
 metric = st.segmented_control("Curve", ["val_accuracy", "val_loss", "accuracy", "loss", "val_auc"],
                               default="val_accuracy", key="cmp_curve") or "val_accuracy"
-frames = [r.history()[["epoch", metric]].assign(run=r.name) for r in chosen if metric in r.history().columns]
-if frames:
-    fig = px.line(pd.concat(frames), x="epoch", y=metric, color="run", markers=True)
-    fig.update_layout(height=360, margin=dict(t=20, b=10))
-    fig.update_xaxes(dtick=1)
-    st.plotly_chart(fig, key="cmp_curves")
-else:
-    st.caption(f"No picked run recorded {metric}.")
+_charts.curves({k: v for r in chosen for k, v in _charts.histories(r).items()}, [metric], key="cmp_curves",
+               height=360)
 
 st.subheader("Test metrics")
 st.caption("Accuracy and F1 at each run's served threshold; ROC AUC does not depend on a threshold.")

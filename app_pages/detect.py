@@ -27,7 +27,7 @@ st.caption(detect.trained_on_text(run))
 _shared.warm_detector(run)  # load TensorFlow and the model in the background while files are chosen
 c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
 threshold = c1.slider("Decision threshold on P(fake)", 0.0, 1.0, float(run.threshold), 0.01,
-                      key=f"det_threshold_{run.name}",
+                      key=f"det_threshold_{run.name}_{run.threshold:.4f}",  # a recalibrated run starts afresh
                       help=f"Default {run.threshold:.2f}: the run's own threshold "
                            "(from calibration.json if the run was calibrated, else 0.5).")
 find_faces = c2.toggle("Find faces", True, key="det_faces",
@@ -51,10 +51,14 @@ else:
             "samples from the dataset chosen in the sidebar.")
     if st.button("Try 4 test images from the dataset", icon=":material/casino:", key="det_try"):
         st.session_state["det_samples"] = _shared.sample_test_images(4)
-    items = _shared.read_samples(st.session_state.get("det_samples") or [])
+    samples = st.session_state.get("det_samples") or []
+    items = _shared.read_samples(samples)
     if not items:
         st.stop()
     st.caption("Samples from the dataset's test split; their true class is in the name.")
+    warning = detect.domain_warning(run.name, run.trained_on, [s[2] for s in samples if len(s) > 2])
+    if warning:
+        st.warning(warning, icon=":material/warning:")
 
 detector = _shared.detector(run)
 key = _shared.run_key(run)

@@ -1,29 +1,17 @@
-"""Training: curves of the selected run and of several runs overlaid; start and stop a training run."""
+"""Training: curves of the selected run and of several runs overlaid; start (from the form or from another
+run's settings) and stop a training run."""
 
 from __future__ import annotations
 
-import pandas as pd
-import plotly.express as px
+import time
+
 import streamlit as st
 
-from app_pages import _shared
-from dfd import models, train
+from app_pages import _charts, _shared
+from dfd import DEFAULT_RUN, models, train
+from dfd.data import DatasetError
 
 st.title("Training")
-
-
-def curves(history: pd.DataFrame, metric: str, title: str, key: str) -> None:
-    """Train vs validation curve of ``metric`` (a history.csv frame), or a note if it is absent."""
-    cols = [c for c in (metric, f"val_{metric}") if c in history.columns]
-    if history.empty or not cols:
-        st.caption(f"No {metric} recorded.")
-        return
-    long = history.melt(id_vars="epoch", value_vars=cols, var_name="series", value_name="value")
-    long["series"] = long["series"].map(lambda c: "validation" if c.startswith("val_") else "train")
-    fig = px.line(long, x="epoch", y="value", color="series", markers=True, title=title, labels={"value": metric})
-    fig.update_layout(height=320, margin=dict(t=40, b=10), legend_title_text="")
-    fig.update_xaxes(dtick=1)
-    st.plotly_chart(fig, key=key)
 
 
 # ---------------------------------------------------------------------------------------------- live job
@@ -44,23 +32,22 @@ def live() -> None:
         if job.active:
             st.markdown(f"**Training `{cfg.name or cfg.architecture}`** · {cfg.architecture} · "
                         f"{cfg.image_size or models.DEFAULT_SIZES[cfg.architecture]} px · data `{cfg.data}`")
-            done = min(job.epoch / max(job.epochs, 1), 1.0)
-            logs = ", ".join(f"{k} {v:.3f}" for k, v in job.logs.items()
-                             if k in ("loss", "accuracy", "val_loss", "val_accuracy", "auc", "val_auc"))
-            st.progress(done, text=f"epoch {job.epoch:.2f} of {job.epochs} · {logs or 'starting...'} · "
-                                   f"{(pd.Timestamp.now().timestamp() - job.started):.0f} s")
+            st.progress(job.fraction, text=f"{job.describe()} · {time.time() - job.started:.0f} s")
             if st.button("Stop training", icon=":material/stop_circle:", key="train_stop",
                          disabled=job.stop_event.is_set()):
                 job.stop_event.set()
             if job.stop_event.is_set():
-                st.caption("Stopping after the current batch; the run is kept as 'interrupted'.")
+                st.caption("Stopping after the current batch; the run is kept as 'interrupted' with the epochs "
+                           "it completed.")
             if job.history:
-                hist = pd.DataFrame(job.history)
+                import pandas as pd
+
+                hist = {"live": pd.DataFrame(job.history)}
                 a, b = st.columns(2)
                 with a:
-                    curves(hist, "loss", "Loss (live)", "live_loss")
+                    _charts.curves(hist, ["loss", "val_loss"], key="live_loss", title="Loss (live)")
                 with b:
-                    curves(hist, "accuracy", "Accuracy (live)", "live_acc")
+                    _charts.curves(hist, ["accuracy", "val_accuracy"], key="live_acc", title="Accuracy (live)")
         elif job.status == "failed":
             st.error(f"Training failed: {job.error}")
         else:
@@ -92,9 +79,10 @@ else:
             st.markdown(f"**{label}**")
         a, b = st.columns(2)
         with a:
-            curves(h, "loss", "Loss", f"run_loss{i}")
+            _charts.curves({label or run.name: h}, ["loss", "val_loss"], key=f"run_loss{i}", title="Loss")
         with b:
-            curves(h, "accuracy", "Accuracy", f"run_acc{i}")
+            _charts.curves({label or run.name: h}, ["accuracy", "val_accuracy"], key=f"run_acc{i}",
+                           title="Accuracy")
 
 if len(runs) > 1:
     st.subheader("Several runs overlaid")
@@ -102,19 +90,10 @@ if len(runs) > 1:
     picked = st.multiselect("Runs", names, default=names[: min(3, len(names))], key="train_overlay")
     metric = st.segmented_control("Metric", ["val_accuracy", "val_loss", "accuracy", "loss"],
                                   default="val_accuracy", key="train_overlay_metric") or "val_accuracy"
-    frames = []
     by_name = {r.name: r for r in runs}
-    for name in picked:
-        h = by_name[name].history()
-        if metric in h.columns:
-            frames.append(h[["epoch", metric]].assign(run=name))
-    if frames:
-        fig = px.line(pd.concat(frames), x="epoch", y=metric, color="run", markers=True)
-        fig.update_layout(height=360, margin=dict(t=20, b=10))
-        fig.update_xaxes(dtick=1)
-        st.plotly_chart(fig, key="overlay_chart")
-    elif picked:
-        st.caption(f"None of the picked runs recorded {metric}.")
+    if picked:
+        _charts.curves({k: v for n in picked for k, v in _charts.histories(by_name[n]).items()}, [metric],
+                       key="overlay_chart", height=360)
 
 # ---------------------------------------------------------------------------------------------- start
 st.subheader("Start a training run")
@@ -122,48 +101,118 @@ root, err = _shared.dataset_root()
 if root is None:
     st.info(err)
     st.stop()
+index = _shared.dataset_index()  # a folder that cannot be used says so here, in one line, before Start
 busy = job is not None and job.active
 arch_names = list(models.ARCHITECTURES)
+
+FORM_DEFAULTS = {"tf_arch": "small_cnn" if "small_cnn" in arch_names else arch_names[0], "tf_epochs": 5,
+                 "tf_size": 128, "tf_batch": 32, "tf_lr": 1e-3, "tf_limit": 0, "tf_flip": True, "tf_rot": 0,
+                 "tf_zoom": 0.0, "tf_jpeg": 0.0, "tf_blur": 0.0, "tf_noise": 0.0, "tf_balance": False}
+FORM_FIELDS = {"architecture", "epochs", "image_size", "batch_size", "learning_rate", "limit", "balance_datasets",
+               "augment"}
+FORM_AUGMENT = {"flip": "tf_flip", "rotate_deg": "tf_rot", "zoom": "tf_zoom", "jpeg_p": "tf_jpeg",
+                "blur_p": "tf_blur", "noise_p": "tf_noise"}
+CUSTOM = "Form defaults"
+presets = {CUSTOM: None} | {
+    (f"Settings of {r.name} (the shipped detector)" if r.name == DEFAULT_RUN else f"Settings of {r.name}"): r
+    for r in sorted(runs, key=lambda r: r.name != DEFAULT_RUN)
+    if r.architecture in models.ARCHITECTURES and not r.config.get("members")}
+
+
+def preset_settings(label: str | None) -> dict:
+    run = presets.get(label or CUSTOM)
+    return train.settings_of(run.config) if run is not None else {}
+
+
+def apply_preset() -> None:
+    """Load the chosen run's settings into the form's widgets (the rest is applied as shown below the form)."""
+    settings = preset_settings(st.session_state.get("tf_preset"))
+    values = dict(FORM_DEFAULTS)
+    if settings:
+        arch = settings.get("architecture", values["tf_arch"])
+        augment = settings.get("augment") or {"flip": False}
+        values.update(tf_arch=arch, tf_epochs=int(settings.get("epochs", values["tf_epochs"])),
+                      tf_size=int(settings.get("image_size") or models.DEFAULT_SIZES.get(arch, 128)),
+                      tf_batch=int(settings.get("batch_size", values["tf_batch"])),
+                      tf_lr=float(settings.get("learning_rate", values["tf_lr"])),
+                      tf_limit=int(settings.get("limit") or 0),
+                      tf_balance=bool(settings.get("balance_datasets", False)))
+        for name, key in FORM_AUGMENT.items():
+            values[key] = type(FORM_DEFAULTS[key])(augment.get(name, False if key == "tf_flip" else 0))
+    st.session_state.update(values)
+
+
+for key, value in FORM_DEFAULTS.items():
+    st.session_state.setdefault(key, value)
+if st.session_state.get("tf_preset") not in presets:
+    st.session_state.pop("tf_preset", None)
+preset = st.selectbox("Start from", list(presets), key="tf_preset", on_change=apply_preset,
+                      help="A run's settings, loaded from its config.json: the form shows the ones it can edit "
+                           "and the others are listed under the form and applied as they are.")
+settings = preset_settings(preset)
+fixed = {k: v for k, v in settings.items() if k not in FORM_FIELDS}
+fixed_augment = {k: v for k, v in (settings.get("augment") or {}).items() if k not in FORM_AUGMENT}
+
+
+def _options(options: list, current: object) -> list:
+    return sorted(set(options) | {current})
+
+
 with st.form("train_form"):
     st.caption(f"Dataset: {_shared.dataset_label()} (change it in the sidebar). The run is written to "
                f"`{_shared.runs_root()}`; the app stays usable while it trains.")
     c1, c2, c3 = st.columns(3)
-    arch = c1.selectbox("Architecture", arch_names,
-                        index=arch_names.index("small_cnn") if "small_cnn" in arch_names else 0,
-                        help="\n\n".join(f"**{k}**: {v}" for k, v in models.ARCHITECTURES.items()), key="tf_arch")
-    epochs = c2.number_input("Epochs", 1, 200, 5, key="tf_epochs")
-    size = c3.selectbox("Image size (px)", [64, 96, 128, 160, 192, 224, 256], index=2, key="tf_size",
-                        help="Train at (or above) the size of the images; the demo is 128 px.")
+    arch = c1.selectbox("Architecture", arch_names, key="tf_arch",
+                        help="\n\n".join(f"**{k}**: {v}" for k, v in models.ARCHITECTURES.items()))
+    epochs = c2.number_input("Epochs", 1, 200, key="tf_epochs")
+    size = c3.selectbox("Image size (px)", _options([64, 96, 128, 160, 192, 224, 256], st.session_state["tf_size"]),
+                        key="tf_size", help="Train at (or above) the size of the images; the demo is 128 px.")
     c1, c2, c3 = st.columns(3)
-    batch = c1.selectbox("Batch size", [8, 16, 32, 64], index=2, key="tf_batch")
-    lr = c2.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=1e-3, key="tf_lr")
-    limit = c3.number_input("Max images per split (0 = all)", 0, 100_000, 0, step=100, key="tf_limit")
+    batch = c1.selectbox("Batch size", _options([8, 16, 32, 64], st.session_state["tf_batch"]), key="tf_batch")
+    lr = c2.select_slider("Learning rate", _options([1e-4, 3e-4, 1e-3, 3e-3], st.session_state["tf_lr"]),
+                          key="tf_lr")
+    limit = c3.number_input("Max images per split (0 = all)", 0, 100_000, step=100, key="tf_limit")
     st.markdown("**Augmentations** (training split only)")
     c1, c2, c3, c4 = st.columns(4)
-    flip = c1.checkbox("Horizontal flip", True, key="tf_flip")
-    rotate = c2.slider("Rotate ± degrees", 0, 30, 0, key="tf_rot")
-    zoom = c3.slider("Zoom ±", 0.0, 0.3, 0.0, 0.05, key="tf_zoom")
-    jpeg = c4.slider("JPEG re-compression p", 0.0, 1.0, 0.0, 0.1, key="tf_jpeg",
+    flip = c1.checkbox("Horizontal flip", key="tf_flip")
+    rotate = c2.slider("Rotate ± degrees", 0, 30, key="tf_rot")
+    zoom = c3.slider("Zoom ±", 0.0, 0.3, step=0.05, key="tf_zoom")
+    jpeg = c4.slider("JPEG re-compression p", 0.0, 1.0, step=0.1, key="tf_jpeg",
                      help="Re-compress at a random quality 50-95: keeps a model from leaning on compression.")
     c1, c2, c3 = st.columns(3)
-    blur = c1.slider("Gaussian blur p", 0.0, 1.0, 0.0, 0.1, key="tf_blur")
-    noise = c2.slider("Gaussian noise p", 0.0, 1.0, 0.0, 0.1, key="tf_noise")
-    balance = c3.checkbox("Balance datasets", False, key="tf_balance",
+    blur = c1.slider("Gaussian blur p", 0.0, 1.0, step=0.1, key="tf_blur")
+    noise = c2.slider("Gaussian noise p", 0.0, 1.0, step=0.1, key="tf_noise")
+    balance = c3.checkbox("Balance datasets", key="tf_balance",
                           help="When the folder holds several datasets, repeat the smaller ones' training images "
                                "so that each dataset weighs the same in an epoch.")
     name = st.text_input("Run name (optional)", key="tf_name", placeholder=arch,
                          help="Never overwrites: an existing name gets 2, 3... appended.")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
-                                      disabled=busy)
+                                      disabled=busy or index is None)
+if fixed or fixed_augment:
+    source = presets[preset]
+    st.caption(f"Also applied, from the config.json of run **{source.name}** (not editable here):")
+    st.json({**fixed, **({"augment (besides the form's)": fixed_augment} if fixed_augment else {})},
+            expanded=True)
+    recorded = source.config.get("data")
+    if recorded and str(recorded) != str(root.expanduser().resolve()):
+        st.caption(f"Run {source.name} was trained on `{recorded}`; this run trains on the dataset chosen in the "
+                   "sidebar.")
 if busy:
     st.caption("A training run is in progress (one at a time: the machine's cores are shared).")
 if submitted and not busy:
-    config = train.TrainConfig(
-        data=str(root), architecture=arch, image_size=int(size), epochs=int(epochs), batch_size=int(batch),
-        learning_rate=float(lr), limit=int(limit) or None, name=(name or "").strip() or None,
-        runs_dir=str(_shared.runs_root()), balance_datasets=bool(balance),
-        augment={"flip": flip, "rotate_deg": float(rotate), "zoom": float(zoom), "jpeg_p": float(jpeg),
-                 "blur_p": float(blur), "noise_p": float(noise)},
-    )
-    _shared.start_training(config)
-    st.rerun()
+    augment = {**fixed_augment, "flip": bool(flip)}
+    augment.update({k: float(v) for k, v in (("rotate_deg", rotate), ("zoom", zoom), ("jpeg_p", jpeg),
+                                             ("blur_p", blur), ("noise_p", noise)) if v})
+    try:
+        config = train.TrainConfig.from_dict({
+            **fixed, "data": str(root), "architecture": arch, "image_size": int(size), "epochs": int(epochs),
+            "batch_size": int(batch), "learning_rate": float(lr), "limit": int(limit) or None,
+            "name": (name or "").strip() or None, "runs_dir": str(_shared.runs_root()),
+            "balance_datasets": bool(balance), "augment": augment})
+        train.preflight(config)  # the folder and the settings, checked before anything starts
+    except (train.TrainError, DatasetError) as exc:
+        st.error(f"Cannot start: {exc}", icon=":material/error:")
+    else:
+        _shared.start_training(config)
+        st.rerun()

@@ -425,6 +425,26 @@ class Detector:
 # Presenting results
 
 
+def unfamiliar_datasets(trained_on: Iterable[str], datasets: Iterable[str]) -> list[str]:
+    """The datasets among ``datasets`` that a run trained on ``trained_on`` never saw, sorted; [] when the
+    run's training data is not recorded (nothing to compare with)."""
+    seen = {str(d) for d in trained_on if d}
+    return sorted({str(d) for d in datasets if d} - seen) if seen else []
+
+
+def domain_warning(run_name: str, trained_on: Iterable[str], datasets: Iterable[str]) -> str | None:
+    """A one-paragraph warning when images come from datasets the run was not trained on, else None."""
+    trained_on = [str(d) for d in trained_on if d]
+    new = unfamiliar_datasets(trained_on, datasets)
+    if not new:
+        return None
+    return (f"Run **{run_name}** was not trained on {' + '.join(new)} (it was trained on "
+            f"{' + '.join(sorted(trained_on))}). Detectors do much worse on data unlike their training data: "
+            "expect many wrong verdicts here, fakes called real most of all. Choose a run trained on this data "
+            "in the sidebar, or train one on the Training page.")
+
+
+
 def draw(result: ImageResult, threshold: float, max_side: int = 900, min_side: int = 400) -> np.ndarray | None:
     """The image with each judged region outlined, red for fake and green for real, with its P(fake).
 

@@ -97,6 +97,27 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+NOT_SETTINGS = ("data", "runs_dir", "name")
+"""TrainConfig fields that say where a run read and wrote and what it was called, not how it trained."""
+
+
+def settings_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The training settings a run's config.json records, ready for :meth:`TrainConfig.from_dict`: every
+    TrainConfig field it holds except :data:`NOT_SETTINGS`; the record-only keys (data fingerprint, split
+    counts, timings, versions...) are left out. A setting the record replaced by its outcome goes back to the
+    setting (``class_weight`` holds the weights used; the setting is True)."""
+    defaults = TrainConfig()
+    out: dict[str, Any] = {}
+    for f in fields(TrainConfig):
+        if f.name in NOT_SETTINGS or f.name not in record:
+            continue
+        value = record[f.name]
+        if isinstance(getattr(defaults, f.name), bool) and not isinstance(value, bool):
+            value = bool(value)
+        out[f.name] = value
+    return out
+
+
 def library_versions() -> dict[str, str]:
     import keras
     import sklearn

@@ -322,7 +322,7 @@ def test_detect_page_judges_a_real_face_and_reports_bad_files(trained_runs, monk
     assert any("P(fake)" in v for v in verdicts)
     assert any("notes.txt" in e.value for e in at.error)
     # the threshold slider re-labels without re-running the model
-    at.slider(key="det_threshold_tiny-test").set_value(0.0).run()
+    next(s for s in at.slider if s.key.startswith("det_threshold_tiny-test")).set_value(0.0).run()
     assert at.dataframe[0].value.set_index("file").loc[unique, "verdict"] == "fake"
     at.toggle(key="det_cam").set_value(True).run()
     assert not at.exception
@@ -415,6 +415,10 @@ def test_an_ensemble_run_on_the_training_and_detect_pages(tmp_path, monkeypatch,
     assert any("An ensemble: P(fake) is the mean of m0, m1" in c.value for c in at.caption)
     assert [m.value for m in at.markdown if m.value in ("**m0**", "**m1**")] == ["**m0**", "**m1**"]
     assert len(at.get("plotly_chart")) >= 4, "loss and accuracy curves for each member"
+    _open(at, "compare")  # the shared curve helper draws an ensemble's members' curves here too
+    at.multiselect(key="cmp_runs").set_value(["pair", "m0"]).run()
+    traces = {t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+    assert traces == {"pair/m0", "pair/m1", "m0"}, traces
     _open(at, "detect")
     assert any("ensemble of 2 tiny" in c.value for c in at.caption)
     table = _detect(at, [("face.jpg", face_bytes, "image/jpeg")])
@@ -423,3 +427,273 @@ def test_an_ensemble_run_on_the_training_and_detect_pages(tmp_path, monkeypatch,
     assert list(table["file"]) == ["face.jpg"] and table["verdict"].iloc[0] in ("fake", "real")
     expected = Detector(tmp_path / "pair").analyse(face_bytes).faces[0].p_fake
     assert float(table["p_fake"].iloc[0]) == pytest.approx(expected, abs=1e-3), "the page judges with the ensemble"
+
+
+# ---------------------------------------------------------------------------------------------- the user's place
+
+
+def _shown(picker) -> str:
+    """The option a browser draws for a selectbox: the value the server pushes (set_value), else the option at
+    the widget's own index (what a freshly drawn picker shows)."""
+    return picker.proto.raw_value if picker.proto.set_value else picker.options[picker.proto.default]
+
+
+def _page_run(at: AppTest) -> str:
+    """The run the Training page uses, from its caption 'Run **<name>** · ...'."""
+    import re
+
+    found = [m.group(1) for c in at.caption for m in [re.match(r"Run \*\*(.+?)\*\*", c.value)] if m]
+    assert found, [c.value for c in at.caption]
+    return found[0]
+
+
+def _train_on_page(at: AppTest, name: str) -> None:
+    from app_pages import _shared
+
+    at.selectbox(key="tf_arch").set_value("tiny")
+    at.number_input(key="tf_epochs").set_value(1)
+    at.selectbox(key="tf_size").set_value(64)
+    at.number_input(key="tf_limit").set_value(40)
+    at.text_input(key="tf_name").input(name)
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    job = _shared.training_job()
+    assert job is not None and job.config.name == name
+    job.thread.join(timeout=600)
+    assert job.status == "complete", job.error
+    at.run()  # the live panel sees the job end and reruns the page
+    at.run()
+    assert not at.exception
+
+
+@pytest.mark.slow
+def test_the_run_picker_shows_the_run_the_page_uses_across_trainings(trained_runs, tmp_path, monkeypatch,
+                                                                      faces140k):
+    """After trainings add runs, the sidebar's picker still shows the run the page uses (not the newest), and
+    other widgets do not switch the run."""
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(trained_runs / "tiny-test", runs_dir / "first")
+    at = _app(runs_dir, monkeypatch)
+    at.sidebar.radio(key="data_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="data_folder").input(str(faces140k)).run()
+    _open(at, "training")
+    picker = at.sidebar.selectbox(key="run_name")
+    used = _page_run(at)
+    assert _shown(picker) == picker.value == used
+    for name in ("second", "third"):
+        _train_on_page(at, name)
+        picker = at.sidebar.selectbox(key="run_name")
+        assert {"second", name} <= set(picker.options)
+        assert _shown(picker) == picker.value == _page_run(at) == used, (name, picker.options)
+    at.checkbox(key="tf_flip").uncheck().run()  # another widget: the run stays
+    picker = at.sidebar.selectbox(key="run_name")
+    assert _shown(picker) == picker.value == _page_run(at) == used
+    picker.set_value("second").run()  # choosing a run moves both
+    picker = at.sidebar.selectbox(key="run_name")
+    assert _shown(picker) == picker.value == _page_run(at) == "second"
+    _open(at, "detect")
+    picker = at.sidebar.selectbox(key="run_name")
+    assert _shown(picker) == picker.value == "second"
+    assert any(c.value.startswith("Run **second**") for c in at.caption)
+
+
+def test_detect_page_serves_a_recalibrated_run_afresh(tmp_path, monkeypatch, face_bytes, faces140k):
+    """`python -m dfd calibrate` on the chosen run: the Detect page's P(fake) and threshold follow at once."""
+    from synthetic_faces import make_faces
+
+    from dfd import runs, train
+    from dfd.detect import Detector
+
+    runs_dir = tmp_path / "runs"
+    data = make_faces(tmp_path / "data", faces140k / "real-vs-fake" / "train" / "real",
+                      {"train": 60, "valid": 20, "test": 20}, amp=5)
+    train.train(train.TrainConfig(data=str(data), architecture="tiny", image_size=48, epochs=3, batch_size=16,
+                                  learning_rate=1e-2, warmup_epochs=0.5, patience=0, runs_dir=str(runs_dir),
+                                  name="tiny-test"))  # learns (a checkerboard trace), so calibration means something
+    run = runs.get_run(runs_dir / "tiny-test")
+    at = _open(_app(runs_dir, monkeypatch), "detect")
+    before = float(_detect(at, [("face.jpg", face_bytes, "image/jpeg")])["p_fake"].iloc[0])
+    old_t, old_thr = run.temperature, run.threshold
+    proc = subprocess.run([sys.executable, "-m", "dfd", "calibrate", "tiny-test", "--split", "test", "--runs-dir",
+                           str(runs_dir)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    run = runs.get_run(runs_dir / "tiny-test")
+    assert run.temperature != pytest.approx(old_t, abs=1e-3), "calibrating on test gives another temperature"
+    at.run()
+    assert not at.exception
+    after = float(at.dataframe[0].value["p_fake"].iloc[0])
+    fresh = Detector(run).analyse(face_bytes).faces[0].p_fake
+    assert after == pytest.approx(fresh, abs=1e-4) and after != pytest.approx(before, abs=1e-4)
+    sliders = [s for s in at.slider if s.key.startswith("det_threshold_")]
+    assert len(sliders) == 1 and sliders[0].value == pytest.approx(run.threshold, abs=0.01)
+    assert run.threshold != pytest.approx(old_thr, abs=1e-9) or sliders[0].value == pytest.approx(old_thr)
+
+
+def test_detect_page_warns_when_the_run_was_not_trained_on_the_data(trained_runs, monkeypatch, faces140k):
+    """tiny-test was trained on faces-140k-mini: samples from the built-in demo get a warning naming both,
+    samples from faces-140k-mini do not."""
+    at = _open(_app(trained_runs, monkeypatch), "detect")
+    at.button(key="det_try").click().run()
+    assert not at.exception
+    warned = [w.value for w in at.warning if "not trained on" in w.value]
+    assert len(warned) == 1 and "demo-v1" in warned[0] and "faces-140k-mini" in warned[0], warned
+    at.sidebar.radio(key="data_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="data_folder").input(str(faces140k)).run()
+    at.button(key="det_try").click().run()
+    assert not at.exception
+    assert at.dataframe[0].value["file"].str.contains(r"\(true: (?:real|fake)\)").all()
+    assert not [w.value for w in at.warning if "not trained on" in w.value]
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _shipped_records(runs_dir: Path) -> Path:
+    """The shipped default's records (config.json, status.json, history.csv: read at run time, so a new default
+    is picked up), copied into a runs folder as a run named 'default'. Never writes to models/."""
+    from dfd import DEFAULT_RUN, MODELS_DIR
+
+    src = MODELS_DIR / DEFAULT_RUN
+    if not (src / "config.json").exists():
+        pytest.skip(f"no shipped default in {src}")
+    dest = runs_dir / DEFAULT_RUN
+    dest.mkdir(parents=True)
+    for name in ("config.json", "status.json", "history.csv"):
+        if (src / name).exists():
+            (dest / name).write_bytes((src / name).read_bytes())
+    return dest
+
+
+def test_training_page_checks_the_folder_before_start_in_one_line(tmp_path, monkeypatch, capfd):
+    """A folder that is not a dataset is one line before Start (and Start is off); settings that cannot train
+    on the data in hand (the shipped default's datasets on the built-in demo) are one line at Start. No job
+    starts, no folder is made, no traceback on the page or in the server's log."""
+    from app_pages import _shared
+
+    before = _shared.training_job()
+    runs_dir = tmp_path / "runs"
+    _shipped_records(runs_dir)
+    at = _app(runs_dir, monkeypatch)
+    at.sidebar.radio(key="data_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="data_folder").input(str(tmp_path / "nowhere")).run()
+    _open(at, "training")
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "not found" in errors[0] and "\n" not in errors[0], errors
+    assert at.button(key="FormSubmitter:train_form-Start training").disabled
+    at.sidebar.radio(key="data_source").set_value("Built-in demo").run()
+    assert not at.error
+    preset = next(o for o in at.selectbox(key="tf_preset").options if o.startswith("Settings of default"))
+    at.selectbox(key="tf_preset").set_value(preset).run()
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Cannot start: none of the datasets"), errors
+    assert "demo-v1" in errors[0] and "\n" not in errors[0]
+    assert _shared.training_job() is before, "nothing started"
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    assert [p.name for p in runs_dir.iterdir()] == ["default"], "no run folder made"
+
+
+def test_end_users_never_see_tracebacks():
+    import tomllib
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] in ("none", "type")
+
+
+def test_evaluation_page_names_datasets_says_where_each_section_comes_from_and_never_shows_none(
+        trained_runs, tmp_path, monkeypatch, faces140k):
+    """A run with its own robustness and cross-dataset files (made on one image each: metrics undefined) and a
+    later evaluation on lfw-faceswap from the shared folder (tag 'data-test'): the sources name their
+    datasets, each section says whose file it shows, and no table shows 'None' or 'nan'."""
+    import shutil
+
+    from dfd import evaluate, runs
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(trained_runs / "tiny-test", runs_dir / "tiny-test")
+    run = runs.get_run(runs_dir / "tiny-test")
+    evaluate.robustness(run, faces140k, limit=1, sweep=evaluate.ROBUSTNESS_SWEEP[:3])
+    evaluate.cross_dataset([run], faces140k.parent, limit=1)
+    tag = evaluate.evaluate_run(run, faces140k.parent, dataset="lfw-faceswap", limit=20).name
+    assert tag == "data-test"
+    at = _open(_app(runs_dir, monkeypatch), "evaluation")
+    options = at.selectbox(key="ev_source").options
+    assert options == ["Run's own predictions (faces-140k-mini)", "Evaluated on lfw-faceswap (data-test)"], options
+
+    def captions() -> str:
+        return " | ".join(c.value for c in at.caption)
+
+    def no_missing_shown() -> None:
+        for frame in at.dataframe:
+            text = frame.value.reset_index().astype(str).to_numpy().ravel().tolist()
+            assert not {"None", "nan", "NaN", "<NA>"} & set(" ".join(text).replace("/", " ").split()), text
+
+    assert "the run's own files (predictions.csv" in captions()
+    assert "The run's own file robustness.csv (faces-140k-mini, test split, 1 images)." in captions()
+    no_missing_shown()
+    at.selectbox(key="ev_source").set_value(options[1]).run()
+    assert not at.exception
+    text = captions()
+    assert "a later evaluation of this run on lfw-faceswap (test split" in text and "evals/data-test/" in text
+    assert "robustness.csv (faces-140k-mini, test split, 1 images), not the evaluation chosen at the top" in text
+    assert "cross_dataset.csv, not the evaluation chosen at the top" in text
+    assert "20 images" in text
+    no_missing_shown()
+
+
+@pytest.mark.slow
+def test_the_shipped_default_preset_reproduces_its_config(tmp_path, monkeypatch):
+    """'Settings of default' loads every setting of models/default/config.json (read now, whatever the default
+    is): the form's fields, and the rest shown read-only and applied. Started with the two overrides the form
+    offers (1 epoch, a few images), the new run's config.json equals the default's on every other setting."""
+    from dataclasses import fields
+
+    from conftest import SHARED_DATA
+
+    from dfd import train
+
+    runs_dir = tmp_path / "runs"
+    shipped = json.loads((_shipped_records(runs_dir) / "config.json").read_text())
+    data = Path(shipped["data"]) if Path(shipped.get("data", "")).is_dir() else SHARED_DATA
+    if not data.is_dir():
+        pytest.skip(f"the default's training data is not here ({shipped.get('data')})")
+    at = _app(runs_dir, monkeypatch)
+    at.sidebar.radio(key="data_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="data_folder").input(str(data)).run()
+    _open(at, "training")
+    preset = next(o for o in at.selectbox(key="tf_preset").options if o.startswith("Settings of default"))
+    at.selectbox(key="tf_preset").set_value(preset).run()
+    assert not at.exception
+    assert at.selectbox(key="tf_arch").value == shipped["architecture"]
+    assert at.selectbox(key="tf_size").value == shipped["image_size"]
+    assert at.number_input(key="tf_epochs").value == shipped["epochs"]
+    assert at.checkbox(key="tf_balance").value == shipped["balance_datasets"]
+    shown = json.loads(at.json[0].value)
+    for key in ("arch_kwargs", "weight_decay", "tta", "seed", "monitor", "patience", "datasets"):
+        assert shown[key] == shipped[key], key  # the settings the form cannot edit: shown, read-only
+    at.number_input(key="tf_epochs").set_value(1)
+    at.number_input(key="tf_limit").set_value(12)
+    at.text_input(key="tf_name").input("repro")
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    from app_pages import _shared
+
+    job = _shared.training_job()
+    job.thread.join(timeout=1800)
+    assert job.status == "complete", job.error
+    new = json.loads((runs_dir / "repro" / "config.json").read_text())
+    compared = [f.name for f in fields(train.TrainConfig)
+                if f.name in shipped and f.name not in ("name", "runs_dir", "data", "epochs", "limit")]
+    assert len(compared) >= 20
+    for key in compared:
+        if key == "class_weight":  # recorded as the weights used; the setting is on in both
+            assert bool(new[key]) and bool(shipped[key])
+        else:
+            assert new[key] == shipped[key], (key, new[key], shipped[key])
+    assert (new["epochs"], new["limit"]) == (1, 12)
+    assert new["datasets_in_data"] == shipped["datasets_in_data"]

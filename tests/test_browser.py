@@ -105,3 +105,70 @@ def test_drop_a_real_face_on_the_detect_page_and_read_the_verdict(server, browse
     assert page.locator('[data-testid="stException"]').count() == 0
     assert not errors, errors
     page.close()
+
+
+def _serve(runs_dir: Path):
+    port = _free_port()
+    env = {**os.environ, "DFD_RUNS_DIR": str(runs_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url, proc)
+    return proc, url
+
+
+def test_the_run_picker_keeps_the_run_the_page_uses_after_trainings(tmp_path, browser, faces140k):
+    """Two trainings from the Training page add runs; the sidebar's picker keeps showing the run the page uses,
+    a click elsewhere does not switch it, and choosing a run moves the page."""
+    from dfd import train
+
+    runs_dir = tmp_path / "runs"
+    train.train(train.TrainConfig(data=str(faces140k), architecture="tiny", image_size=64, epochs=1, limit=40,
+                                  runs_dir=str(runs_dir), name="first", patience=0))
+    proc, url = _serve(runs_dir)
+    page = browser.new_page(viewport={"width": 1300, "height": 2600})
+    try:
+        page.goto(f"{url}/training")
+        page.get_by_role("heading", name="Training", exact=True).wait_for(timeout=60_000)
+        picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"] input')
+
+        def page_run() -> str:
+            caption = page.get_by_text(re.compile(r"^Run \S+ · status")).first
+            caption.wait_for(timeout=30_000)
+            return caption.inner_text().split()[1]
+
+        assert picker.input_value() == page_run() == "first"
+        page.get_by_text("Folder path").click()
+        page.get_by_role("textbox", name="Dataset folder").fill(str(faces140k))
+        page.keyboard.press("Enter")
+        for name in ("second", "third"):
+            page.get_by_role("combobox", name="Architecture").click()
+            page.get_by_role("option", name="tiny", exact=True).click()
+            page.get_by_role("spinbutton", name="Epochs").fill("1")
+            page.get_by_role("spinbutton", name="Max images per split (0 = all)").fill("40")
+            page.get_by_role("textbox", name="Run name (optional)").fill(name)
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text(re.compile(f"Training complete in .* run {name}")).wait_for(timeout=600_000)
+            page.wait_for_timeout(1500)
+            assert picker.input_value() == page_run() == "first", name
+        page.get_by_text("Horizontal flip").click()  # any other widget: the run stays
+        page.wait_for_timeout(2000)
+        assert picker.input_value() == page_run() == "first"
+        picker.click()
+        page.get_by_role("option", name="second", exact=True).click()
+        page.wait_for_timeout(2000)
+        assert picker.input_value() == page_run() == "second"
+        page.reload()
+        page.get_by_role("heading", name="Training", exact=True).wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)
+        assert picker.input_value() == page_run()
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
