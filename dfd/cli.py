@@ -317,6 +317,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError(f"unknown architecture {config.architecture!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}")
     _import_tensorflow_quietly()
     bar = _bar(config.epochs, "train", "epoch")
+    last_phase: list[str | None] = [None]
 
     def progress(epoch: float, epochs: int, logs: dict[str, Any]) -> None:
         bar.total = epochs
@@ -325,7 +326,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             count = f" {logs['done']}/{logs['total']}" if "total" in logs else ""
             bar.set_description(f"train: {logs['phase']}{count}", refresh=False)
             bar.refresh()
+            if bar.disable and logs["phase"] != last_phase[0] and logs["phase"] != "validation":
+                print(f"{logs['phase']}...", file=sys.stderr, flush=True)  # logs and pipes: a line a phase
+            last_phase[0] = logs["phase"]
             return
+        last_phase[0] = None
         bar.set_description("train", refresh=False)
         shown = {k: f"{v:.3f}" for k, v in logs.items() if isinstance(v, (int, float)) and k != "batch"}
         bar.set_postfix(shown, refresh=False)

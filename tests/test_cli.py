@@ -161,6 +161,12 @@ def trained(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 def test_train_prints_the_run_folder(trained: tuple[Path, Path, str]) -> None:
     runs_dir, run_path, stderr = trained
     assert "epoch 1/2: " in stderr and "epoch 2/2: " in stderr and "val_loss" in stderr, "progress in logs"
+    lines = stderr.splitlines()
+    for phase in ("building the model...", "first batch (building the training graph)...",
+                  "predicting the val split...", "predicting the test split...", "calibrating on the val predictions..."):
+        assert phase in lines, (phase, lines)  # the long phases are named in logs too, once each
+    last_epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 2/2: "))
+    assert lines.index("predicting the test split...") > last_epoch
     assert "Traceback" not in stderr and "oneDNN" not in stderr, "no TensorFlow start-up chatter"
     assert run_path == runs_dir / "cli-tiny"
     assert (run_path / "model.keras").is_file() and (run_path / "predictions.csv").is_file()
