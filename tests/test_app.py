@@ -614,8 +614,8 @@ def test_evaluation_page_names_datasets_says_where_each_section_comes_from_and_n
 
     from dfd import evaluate, runs
 
-    runs_dir = tmp_path / "runs"
-    shutil.copytree(trained_runs / "tiny-test", runs_dir / "tiny-test")
+    runs_dir = tmp_path / "runs"  # the run's own files only (other tests may have evaluated the shared one)
+    shutil.copytree(trained_runs / "tiny-test", runs_dir / "tiny-test", ignore=shutil.ignore_patterns("evals"))
     run = runs.get_run(runs_dir / "tiny-test")
     evaluate.robustness(run, faces140k, limit=1, sweep=evaluate.ROBUSTNESS_SWEEP[:3])
     evaluate.cross_dataset([run], faces140k.parent, limit=1)
