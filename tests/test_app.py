@@ -633,15 +633,18 @@ def test_evaluation_page_names_datasets_says_where_each_section_comes_from_and_n
             text = frame.value.reset_index().astype(str).to_numpy().ravel().tolist()
             assert not {"None", "nan", "NaN", "<NA>"} & set(" ".join(text).replace("/", " ").split()), text
 
-    assert "the run's own files (predictions.csv" in captions()
-    assert "The run's own file robustness.csv (faces-140k-mini, test split, 1 images)." in captions()
+    text = captions()
+    assert "the run's own predictions.csv (its val and test splits, faces-140k-mini)" in text
+    assert "(faces-140k-mini, test split, 1 images): the datasets the run was trained on" in text
+    assert "not from the evaluation chosen at the top" not in text
     no_missing_shown()
     at.selectbox(key="ev_source").set_value(options[1]).run()
     assert not at.exception
     text = captions()
-    assert "a later evaluation of this run on lfw-faceswap (test split" in text and "evals/data-test/" in text
-    assert "robustness.csv (faces-140k-mini, test split, 1 images), not the evaluation chosen at the top" in text
-    assert "cross_dataset.csv, not the evaluation chosen at the top" in text
+    assert "a later evaluation of this run on lfw-faceswap (test split" in text
+    assert "from evaluation record" in text and "data-test" in text
+    assert text.count("not from the evaluation chosen at the top") == 2, text  # robustness and cross-dataset
+    assert "(faces-140k-mini, test split, 1 images)" in text
     assert "20 images" in text
     no_missing_shown()
 

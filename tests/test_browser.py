@@ -108,8 +108,9 @@ def test_drop_a_real_face_on_the_detect_page_and_read_the_verdict(server, browse
 
 
 def _serve(runs_dir: Path):
+    """A server on the user runs folder ``runs_dir`` alone (the shipped runs hidden)."""
     port = _free_port()
-    env = {**os.environ, "DFD_RUNS_DIR": str(runs_dir)}
+    env = {**os.environ, "DFD_RUNS_DIR": str(runs_dir), "DFD_MODELS_DIR": str(runs_dir.parent / "no-shipped")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],

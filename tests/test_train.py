@@ -137,9 +137,9 @@ def test_robustness_reports_progress_per_image(faces, tmp_path):
 
     path = train(_cfg(faces, tmp_path, name="rob", epochs=1))
     calls = []
-    table = evaluate.robustness(path, faces, limit=10, batch_size=4, progress=lambda d, t: calls.append((d, t)))
+    folder = evaluate.robustness(path, faces, limit=10, batch_size=4, progress=lambda d, t: calls.append((d, t)))
     conditions = len(evaluate.ROBUSTNESS_SWEEP)
-    assert len(table) == conditions
+    assert len(pd.read_csv(folder / "robustness.csv")) == conditions
     assert calls[-1] == (10 * conditions, 10 * conditions)
     assert len(calls) >= 3 * conditions, "a count every batch of images, not one a condition"
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
