@@ -141,7 +141,7 @@ def test_default_predictions_resolve_from_any_working_directory(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DFD_DATA", raising=False)
     pred = runs.get_run("default").predictions()
-    assert len(pred) == 1600
+    assert len(pred) == len(pd.read_csv(runs.get_run("default").path / "predictions.csv")) > 0
     missing = [p for p in pred["path"] if not os.path.isfile(p)]
     assert not missing, f"{len(missing)} of {len(pred)} images not found, e.g. {missing[:2]}"
     assert all(os.path.isabs(p) for p in pred["path"])
