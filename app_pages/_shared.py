@@ -333,3 +333,16 @@ def start_training(config: Any) -> Any:
     from dfd import jobs
 
     return jobs.start(config, on_finish=refresh_runs)
+
+
+def record_table(run: Any, kind: str, csv_name: str, label: str, key: str,
+                 own: Any) -> tuple[Any, list[Any]]:
+    """(table, [record]) of the run's newest ``kind`` evaluation record (a picker when it has several), or
+    (``own()``, []): the run's own file when it has no such record."""
+    found = run.records(kind)
+    if not found:
+        return own(), []
+    pick = len(found) - 1
+    if len(found) > 1:
+        pick = st.selectbox(label, range(len(found)), index=pick, key=key, format_func=lambda i: found[i].name)
+    return found[pick].csv(csv_name), [found[pick]]

@@ -154,13 +154,8 @@ if len(rel):
 
 # ---------------------------------------------------------------------------------------------- robustness
 st.subheader("Robustness")
-found = run.records("robustness")
-rob = found[-1].csv("robustness.csv") if found else run.robustness()
-if found and len(found) > 1:
-    pick = st.selectbox("Robustness from", range(len(found)), index=len(found) - 1, key="rob_source",
-                        format_func=lambda i: found[i].name)
-    rob = found[pick].csv("robustness.csv")
-    found = [found[pick]]
+rob, found = _shared.record_table(run, "robustness", "robustness.csv", "Robustness from", "rob_source",
+                                  run.robustness)
 if rob.empty:
     st.caption("No robustness sweep for this run. Make one with "
                f"`python -m dfd robustness {run.name} <folder>` (JPEG, blur and noise sweeps).")
@@ -192,13 +187,8 @@ else:
 
 # ---------------------------------------------------------------------------------------------- across datasets
 st.subheader("Across datasets")
-found = run.records("cross-dataset")
-cross = found[-1].csv("cross_dataset.csv") if found else run.cross_dataset()
-if found and len(found) > 1:
-    pick = st.selectbox("Cross-dataset table from", range(len(found)), index=len(found) - 1, key="cross_source",
-                        format_func=lambda i: found[i].name)
-    cross = found[pick].csv("cross_dataset.csv")
-    found = [found[pick]]
+cross, found = _shared.record_table(run, "cross-dataset", "cross_dataset.csv", "Cross-dataset table from",
+                                    "cross_source", run.cross_dataset)
 if cross.empty:
     st.caption("No cross-dataset table for this run. Make one with `python -m dfd cross-dataset "
                f"{run.name} <runs trained on other datasets> --data <folder>`.")

@@ -54,10 +54,10 @@ def datasets_table(run: runs.Run, split: str = "test") -> pd.DataFrame:
     pred, rows = served(run, split), []
     for dataset, part in pred.groupby("dataset", sort=True):
         m = evaluate.metrics(part, run.threshold)
-        (tn, fp), _ = m["confusion"]
+        o = evaluate.outcome_row(m)
         rows.append({"dataset": dataset, "images (real / fake)": f"{m['n']} ({m['n_real']} / {m['n_fake']})",
-                     "accuracy": _f3(m["accuracy"]), "recall (fakes caught)": _f3(m["recall"]),
-                     "false alarms (reals called fake)": _f3(fp / max(tn + fp, 1)), "ROC AUC": _f3(m["roc_auc"])})
+                     "accuracy": _f3(o["accuracy"]), "recall (fakes caught)": _f3(o["recall"]),
+                     "false alarms (reals called fake)": _f3(o["false_alarm"]), "ROC AUC": _f3(o["roc_auc"])})
     return pd.DataFrame(rows)
 
 
@@ -137,10 +137,9 @@ def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.Da
             "train min": f"{(cfg.get('train_seconds') or 0) / 60:.0f}"}
         pred = served(run, split)
         for dataset, part in pred.groupby("dataset", sort=True):
-            m = evaluate.metrics(part, run.threshold)
-            (tn, fp), _ = m["confusion"]
-            row[f"{dataset} acc"] = _f3(m["accuracy"])
-            row[f"{dataset} false alarms"] = _f3(fp / max(tn + fp, 1))
+            o = evaluate.outcome_row(evaluate.metrics(part, run.threshold))
+            row[f"{dataset} acc"] = _f3(o["accuracy"])
+            row[f"{dataset} false alarms"] = _f3(o["false_alarm"])
         for r in evaluate.generator_rates(pred, run.threshold).itertuples():
             if r.group != "real":
                 row[f"{r.group} recall"] = _f3(r.rate)

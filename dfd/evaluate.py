@@ -438,8 +438,9 @@ def perturbation(kind: str, level: float) -> Callable[[np.ndarray], np.ndarray] 
 ROBUSTNESS_COLUMNS = ["perturbation", "level", "accuracy", "roc_auc", "recall", "false_alarm", "n"]
 
 
-def _robustness_row(m: dict[str, Any]) -> dict[str, Any]:
-    """accuracy, ROC AUC, recall on fakes and false-alarm rate on reals (at the served threshold), n."""
+def outcome_row(m: dict[str, Any]) -> dict[str, Any]:
+    """From :func:`metrics`: accuracy, ROC AUC, recall on fakes, false-alarm rate on reals (None without
+    reals) and n: the row of robustness, cross-dataset and model-card tables."""
     (tn, fp), _ = m["confusion"]
     return {"accuracy": m["accuracy"], "roc_auc": m["roc_auc"], "recall": m["recall"],
             "false_alarm": fp / (tn + fp) if tn + fp else None, "n": m["n"]}
@@ -478,14 +479,14 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
             pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
             m = metrics(pred, run.threshold)
             per_dataset.append({"dataset": dataset, "domain": "in-domain" if dataset in seen else "out-of-domain",
-                                "perturbation": kind, "level": level, **_robustness_row(m)})
+                                "perturbation": kind, "level": level, **outcome_row(m)})
             if dataset in own:
                 scored.append(pred)
             done += len(part)
             if progress:
                 progress(done, total)
         m = metrics(pd.concat(scored, ignore_index=True), run.threshold)
-        pooled.append({"perturbation": kind, "level": level, **_robustness_row(m)})
+        pooled.append({"perturbation": kind, "level": level, **outcome_row(m)})
     table = pd.DataFrame(pooled, columns=ROBUSTNESS_COLUMNS)
     by_dataset = pd.DataFrame(per_dataset, columns=["dataset", "domain", *ROBUSTNESS_COLUMNS])
     info = _source(run, data_root, split, limit, datasets=own, n_images=int(sum(len(parts[d]) for d in own)))
@@ -511,7 +512,7 @@ def _generator_rows(run: runs.Run, pred: pd.DataFrame, dataset: str, seen: list[
         m = metrics(pred[(pred["label"] == 0) | (gens == gen)], run.threshold)
         domain = ("unseen generator" if gen in left_out else "in-domain") if dataset in seen else "out-of-domain"
         rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": f"{dataset} / {gen}",
-                     "domain": domain, **_robustness_row(m)})
+                     "domain": domain, **outcome_row(m)})
     return rows
 
 
@@ -543,7 +544,7 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
             pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
             m = metrics(pred, run.threshold)
             rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": dataset,
-                         "domain": "in-domain" if dataset in seen else "out-of-domain", **_robustness_row(m)})
+                         "domain": "in-domain" if dataset in seen else "out-of-domain", **outcome_row(m)})
             rows += _generator_rows(run, pred, dataset, seen)
             done += 1
             if progress:
