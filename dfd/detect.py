@@ -26,9 +26,16 @@ shared 256 px images from ~40-65 ms to ~11-21 ms with the same faces found; only
 full search for small faces run (so a photo with one large face and other, much smaller ones reports the
 large one only). Latency: bench/detect_latency.py.
 
+Engine: a run folder holding its own float32 TFLite export of this very model (``export.json`` records the
+model's SHA-256; the shipped default has one) is served through it, about twice as fast as the TensorFlow
+graph on this CPU and equal to it within about 1e-6 (:func:`dfd.export.serving_predictor`); otherwise the
+Keras model runs as a compiled ``tf.function``. :attr:`Detector.engine` says which. Heatmaps always use the
+Keras model.
+
 Thread safety: one :class:`Detector` is shared by every session of the app. The model call is a
 ``tf.function`` with a fixed input signature (traced once, under a lock); TensorFlow runs concurrent calls
-safely. OpenCV cascades are not documented as thread-safe, so each thread gets its own.
+safely. The TFLite interpreter is not thread-safe: its calls take turns under a lock. OpenCV cascades are
+not documented as thread-safe, so each thread gets its own.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +52,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from dfd import imaging
+from dfd import export, imaging
 from dfd.evaluate import apply_temperature
 
 if TYPE_CHECKING:
@@ -263,7 +270,8 @@ class Detector:
         size = int(run.config.get("image_size") or model.input_shape[1])
         self.run = run
         self.name = run.name
-        self._setup(model, size, run.threshold, run.temperature, margin, find_faces, run.tta)
+        self._setup(model, size, run.threshold, run.temperature, margin, find_faces, run.tta,
+                    serving=export.serving_predictor(run))
 
     @classmethod
     def from_model(cls, model: keras.Model, image_size: int | None = None, *, threshold: float = 0.5,
@@ -277,7 +285,8 @@ class Detector:
         return self
 
     def _setup(self, model: keras.Model, image_size: int, threshold: float, temperature: float,
-               margin: float, find_faces: bool, tta: bool = False) -> None:
+               margin: float, find_faces: bool, tta: bool = False,
+               serving: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         from dfd.evaluate import predictor
 
         self.model = model
@@ -291,7 +300,9 @@ class Detector:
         self._grad_model: Any = None
         self._logit_fn: Any = None
         self.tta = bool(tta)
-        self._call = predictor(model, self.image_size, tta=self.tta)
+        # the run's own TFLite export when it matches the model (about twice as fast), else the Keras graph
+        self.engine = "tflite" if serving is not None else "keras"
+        self._call = serving if serving is not None else predictor(model, self.image_size, tta=self.tta)
         with self._lock:  # trace once now, so concurrent first calls do not race to trace
             self._call(np.zeros((1, self.image_size, self.image_size, 3), np.float32))
 

@@ -12,8 +12,11 @@ TensorFlow is imported only inside the functions.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,7 +106,8 @@ def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_roo
         model = mirror_averaged(model)
     size = int(model.inputs[0].shape[1])
     info: dict[str, Any] = {"run": run.name, "image_size": size, "keras_bytes": run.model_path.stat().st_size,
-                            "tta": run.tta, "tensorflow": tf.__version__}
+                            "keras_sha256": file_sha256(run.model_path), "tta": run.tta,
+                            "tensorflow": tf.__version__}
     written: dict[str, Path] = {}
 
     if "float" in kinds:
@@ -134,27 +138,62 @@ def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_roo
 export_tflite = export  # the name the CLI looks for
 
 
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def tflite_predictor(path: str | Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """``predict(batch float32 (n, size, size, 3) 0..255) -> (n,) P(fake)`` running a ``.tflite`` file."""
+    """``predict(batch float32 (n, size, size, 3) 0..255) -> (n,) P(fake)`` running a ``.tflite`` file.
+    Safe to call from several threads (one interpreter, calls take turns)."""
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+    with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to ai_edge_litert; it still runs
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
+    lock = threading.Lock()
 
     def predict(batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)
         if batch.ndim == 3:
             batch = batch[None]
         probs = np.empty(len(batch), np.float64)
-        for i, img in enumerate(batch):
-            interpreter.set_tensor(inp["index"], img[None])
-            interpreter.invoke()
-            probs[i] = float(np.asarray(interpreter.get_tensor(out["index"])).reshape(-1)[0])
+        with lock:
+            for i, img in enumerate(batch):
+                interpreter.set_tensor(inp["index"], img[None])
+                interpreter.invoke()
+                probs[i] = float(np.asarray(interpreter.get_tensor(out["index"])).reshape(-1)[0])
         return probs
 
     return predict
+
+
+def serving_export(run: Run) -> Path | None:
+    """The run's own float32 export if it was made from this very ``model.keras`` (same SHA-256, same
+    test-time mirroring and input size), else None."""
+    flat, info_path = run.path / "model_float32.tflite", run.path / "export.json"
+    if not (flat.is_file() and info_path.is_file() and run.model_path.is_file()):
+        return None
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if (info.get("keras_sha256") != file_sha256(run.model_path) or bool(info.get("tta")) != bool(run.tta)
+            or int(info.get("image_size") or 0) != int(run.config.get("image_size") or 0)):
+        return None
+    return flat
+
+
+def serving_predictor(run: Run) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A predictor running the run's matching float32 export (:func:`serving_export`), or None."""
+    flat = serving_export(run)
+    return tflite_predictor(flat) if flat is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +258,34 @@ def test_a_tta_run_serves_mirror_averaged_p_fake_everywhere(trained, tmp_path):
     np.testing.assert_allclose(detector.calibrate(expected), detector.predict_arrays(x), atol=1e-5)
     files = export.export(run, tmp_path / "tflite", kinds=("float",))
     np.testing.assert_allclose(export.tflite_predictor(files["float32"])(x), expected, atol=1e-4)
+    assert detector.engine == "keras"  # an export elsewhere is not the run's own
+
+
+def test_a_run_with_its_own_matching_export_is_served_through_it(trained, tmp_path):
+    """The Detector serves a run through the float32 TFLite export in its folder (the same P(fake)), and
+    falls back to the Keras model when that export was made from another model.keras."""
+    from dfd import detect, export, imaging
+
+    path, _ = trained
+    run_dir = tmp_path / "run"
+    shutil.copytree(path, run_dir)
+    run = runs.get_run(run_dir)
+    test = run.predictions().query("split == 'test'")
+    x = np.stack([imaging.decode(p, run.config["image_size"]) for p in test["path"]])
+    keras_detector = detect.Detector(run_dir)
+    assert keras_detector.engine == "keras"
+    expected = keras_detector.predict_arrays(x)
+
+    export.export(run, run_dir, kinds=("float",))
+    served = detect.Detector(run_dir)
+    assert served.engine == "tflite"
+    np.testing.assert_allclose(served.predict_arrays(x), expected, atol=1e-5)
+    assert [r.faces[0].p_fake for r in map(served.analyse, test["path"][:3])] == pytest.approx(
+        [r.faces[0].p_fake for r in map(keras_detector.analyse, test["path"][:3])], abs=1e-5)
+
+    info = json.loads((run_dir / "export.json").read_text())
+    runs.write_json_atomic(run_dir / "export.json", {**info, "keras_sha256": "0" * 64})
+    assert detect.Detector(run_dir).engine == "keras"
 
 
 def test_cross_dataset_rows_per_generator_mark_the_one_left_out(tmp_path):
