@@ -3,7 +3,8 @@
     python bench/detect_latency.py [--run models/default] [--n 40] [--data ../shared/data]
 
 dfd path: ``Detector.analyse(path)``: PIL decode (EXIF, RGB), Haar face finding, margin crop, resize, one
-compiled ``tf.function`` call, calibration. Also timed stage by stage (decode, faces, model).
+model call (the run's own float32 TFLite export when it has a matching one, else a compiled ``tf.function``),
+calibration. Also timed stage by stage (decode, faces, model).
 Seed recipe (what the seed projects serve): ``cv2.imread`` + ``cv2.resize`` + ``model.predict(x[None])``,
 one image at a time. Both on the same images (256 px JPEG faces from faces-140k-mini test) and the same
 model; the median and 90th percentile per image are printed with their ratios.
@@ -52,7 +53,7 @@ def main() -> None:
 
     try:
         det = detect.Detector(runs.get_run(args.run))
-        model_desc = f"run {det.name} ({det.run.architecture}, {det.image_size} px)"
+        model_desc = f"run {det.name} ({det.run.architecture}, {det.image_size} px, served by {det.engine})"
     except runs.RunError as exc:
         print(f"note: {exc}; timing an untrained {args.arch} instead (latency does not depend on weights)")
         model = models.build_model(args.arch)
@@ -99,7 +100,7 @@ def main() -> None:
     print(f"{'seed: cv2.imread + resize + model.predict':<44}{med_s:>10.1f}{p90_s:>10.1f}")
     print(f"{'dfd: Detector.analyse (decode+faces+model)':<44}{med_d:>10.1f}{p90_d:>10.1f}")
     for label, ts in [("  decode (PIL, EXIF, RGB)", t_decode), ("  face finding (Haar) + crop", t_faces),
-                      ("  resize + model call (tf.function)", t_model)]:
+                      (f"  resize + model call ({det.engine})", t_model)]:
         m, p90 = _stats(ts)
         print(f"{label:<44}{m:>10.1f}{p90:>10.1f}")
     print(f"ratio seed / dfd (median): {med_s / med_d:.2f}x faster (aim >= 3x); "
