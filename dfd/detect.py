@@ -27,8 +27,8 @@ full search for small faces run (so a photo with one large face and other, much 
 large one only). Latency: bench/detect_latency.py.
 
 Engine: a run folder holding its own float32 TFLite export of this very model (``export.json`` records the
-model's SHA-256; the shipped default has one) is served through it, about twice as fast as the TensorFlow
-graph on this CPU and equal to it within about 1e-6 (:func:`dfd.export.serving_predictor`); otherwise the
+model's SHA-256; the shipped default has one) is served through it, faster than the TensorFlow graph on a
+CPU and equal to it within 1e-5 (:func:`dfd.export.serving_predictor`); otherwise the
 Keras model runs as a compiled ``tf.function``. :attr:`Detector.engine` says which. Heatmaps always use the
 Keras model.
 
@@ -300,7 +300,7 @@ class Detector:
         self._grad_model: Any = None
         self._logit_fn: Any = None
         self.tta = bool(tta)
-        # the run's own TFLite export when it matches the model (about twice as fast), else the Keras graph
+        # the run's own TFLite export when it matches the model (faster), else the Keras graph
         self.engine = "tflite" if serving is not None else "keras"
         self._call = serving if serving is not None else predictor(model, self.image_size, tta=self.tta)
         with self._lock:  # trace once now, so concurrent first calls do not race to trace
