@@ -104,7 +104,7 @@ def main() -> None:
         m, p90 = _stats(ts)
         print(f"{label:<44}{m:>10.1f}{p90:>10.1f}")
     print(f"ratio seed / dfd (median): {med_s / med_d:.2f}x faster (aim >= 3x); "
-          f"dfd per 256-px face: {med_d:.1f} ms (aim <= 50 ms)")
+          f"dfd per 256-px face: {med_d:.1f} ms (aim <= 40 ms)")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def scored(run, model) -> pd.DataFrame:
 def test_run_folder_is_complete_and_small(run):
     for name in ("config.json", "model.keras", "predictions.csv", "metrics.json", "status.json",
                  "calibration.json", "robustness.csv", "robustness_by_dataset.csv", "cross_dataset.csv",
-                 "tflite.json", "runs_compared.csv"):
+                 "tflite.json", "runs_compared.csv", "model_float32.tflite", "export.json"):
         assert (RUN_DIR / name).is_file(), f"models/default/{name} is missing"
     history = run.history()
     assert len(history) and {"loss", "val_loss", "val_auc"} <= set(history.columns)
@@ -129,6 +129,19 @@ def test_detector_and_cli_predict_agree(run):
     table = pd.read_csv(io.StringIO(out.stdout))
     cli = [float(table[table["file"] == p]["p_fake"].iloc[0]) for p in paths]  # face 1 of each file
     np.testing.assert_allclose(cli, app, atol=2e-4)  # the CLI rounds to 4 decimals
+
+
+def test_default_is_served_through_its_own_tflite_export(scored, run):
+    """The shipped float32 TFLite file is this model.keras (export.json's SHA-256), so the app serves it, and it
+    gives the Keras model's served P(fake) on real test images of every dataset."""
+    from dfd.detect import Detector
+    from dfd.imaging import decode
+
+    detector = Detector(DEFAULT_RUN)
+    assert detector.engine == "tflite"
+    sample = scored.groupby("dataset", group_keys=False).apply(lambda g: g.sample(8, random_state=0))
+    x = np.stack([decode(p, run.image_size) for p in sample["path"]])
+    np.testing.assert_allclose(detector.predict_arrays(x), sample["served"].to_numpy(), atol=1e-5)
 
 
 def test_cross_dataset_table_shows_how_far_detectors_travel(run):
