@@ -115,12 +115,13 @@ def tflite_table(run: runs.Run) -> pd.DataFrame:
 
 
 def runs_compared_table(run: runs.Run) -> pd.DataFrame:
-    """runs_compared.csv: every run tried for this detector (``python -m dfd runs --csv`` on their folder)."""
+    """runs_compared.csv: every run tried for this detector (``python -m dfd card --compare RUN... --csv F``)."""
     return _csv_table(run.path / "runs_compared.csv", (), dtype=str)
 
 
 def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.DataFrame:
-    """One row per run: what it is (architecture, pretrained, input px, parameters, training data, minutes) and
+    """One row per run: what it is (architecture, pretrained, input px, parameters, training data, minutes), its
+    pooled validation accuracy and ROC AUC at its served threshold (what runs are chosen on), and
     its served test figures (accuracy per dataset, recall per generator, false alarms on each dataset's
     reals). What ``runs_compared.csv`` holds."""
     rows = []
@@ -135,6 +136,10 @@ def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.Da
             "input px": cfg.get("image_size"), "params (M)": f"{(cfg.get('params') or 0) / 1e6:.2f}",
             "trained on": trained, "epochs": cfg.get("epochs_run"),
             "train min": f"{(cfg.get('train_seconds') or 0) / 60:.0f}"}
+        val = served(run, "val")  # what a run is chosen on: all its validation splits pooled
+        if len(val):
+            o = evaluate.outcome_row(evaluate.metrics(val, run.threshold))
+            row["val acc"], row["val ROC AUC"] = _f3(o["accuracy"]), _f3(o["roc_auc"])
         pred = served(run, split)
         for dataset, part in pred.groupby("dataset", sort=True):
             o = evaluate.outcome_row(evaluate.metrics(part, run.threshold))

@@ -164,6 +164,22 @@ def test_cross_dataset_table_shows_how_far_detectors_travel(run):
     assert (table["domain"] == "out-of-domain").any(), "no row shows a model on data it never saw"
 
 
+def test_runs_compared_row_of_the_default_is_its_own_files(run):
+    """runs_compared.csv holds every candidate; the shipped run's row is what ``card --compare`` computes from
+    its files now (validation figures it was chosen on, test figures), and it had the best validation
+    accuracy at the served threshold of the candidates trained on all of validation."""
+    from dfd import card
+
+    table = pd.read_csv(RUN_DIR / "runs_compared.csv", dtype=str)
+    now = card.compare([run]).astype(str).iloc[0]
+    mine = table[table["run"] == run.config["name"]]
+    assert len(mine) == 1 and len(table) >= 3
+    expected = now.drop("run").reindex(mine.columns.drop("run")).fillna("-").to_dict()
+    assert mine.iloc[0].drop("run").to_dict() == expected
+    whole_val = table[~table["trained on"].str.contains("without")]
+    assert float(mine.iloc[0]["val acc"]) == max(whole_val["val acc"].astype(float))
+
+
 def test_model_card_is_the_runs_own_files(run):
     """Every table of models/README.md equals what dfd.card makes from the run's files, cell by cell."""
     from dfd import card
