@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, fields
@@ -342,14 +343,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             else:
                 bar.write(line, file=sys.stderr)
 
-    def terminated(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM (kill, a container or CI stopping): kept as interrupted, like Ctrl-C
+    stop = threading.Event()
 
-    previous = signal.signal(signal.SIGTERM, terminated)
+    def interrupted(signum: int, frame: Any) -> None:
+        # Ctrl-C or SIGTERM (kill, a container or CI stopping): kept as interrupted. The event stops training
+        # after the current batch even when the KeyboardInterrupt lands where it is swallowed (a finaliser
+        # or callback run at that moment prints "Exception ignored" and drops it).
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        path = train.train(config, progress=progress)
+        path = train.train(config, progress=progress, stop_event=stop)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         bar.close()
     from dfd import runs
 
