@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -327,39 +326,6 @@ def test_detect_page_judges_a_real_face_and_reports_bad_files(trained_runs, monk
     at.toggle(key="det_cam").set_value(True).run()
     assert not at.exception
     assert any("Grad-CAM" in c for el in at.get("image") for c in el.captions)
-
-
-def test_sessions_detecting_at_once_agree_with_one_session_alone(trained_runs, monkeypatch, faces140k):
-    monkeypatch.setenv("DFD_RUNS_DIR", str(trained_runs))
-    monkeypatch.setenv("DFD_MODELS_DIR", str(trained_runs.parent / "no-shipped-runs"))
-    paths = sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[:3]
-    files = [(p.name, p.read_bytes(), "image/jpeg") for p in paths]
-
-    def session() -> dict[str, float]:
-        at = AppTest.from_file(ENTRY, default_timeout=TIMEOUT).run()
-        at.switch_page("app_pages/detect.py").run()
-        table = _detect(at, files)
-        return dict(zip(table["file"], table["p_fake"], strict=True))
-
-    alone = session()
-    results: list[dict[str, float]] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            results.append(session())
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    assert len(results) == 3
-    for r in results:
-        assert r == pytest.approx(alone, abs=1e-6)
 
 
 @pytest.mark.slow

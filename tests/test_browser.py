@@ -107,6 +107,34 @@ def test_drop_a_real_face_on_the_detect_page_and_read_the_verdict(server, browse
     page.close()
 
 
+def test_three_sessions_detecting_at_once_agree_with_the_detector(server, browser, runs_dir, faces140k):
+    """Three browser sessions drop a face on the Detect page at the same moment: the server judges them at once
+    with its one shared detector, and each page shows the P(fake) the detector gives alone."""
+    from dfd import DEFAULT_RUN, detect, runs
+
+    face = sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[0]
+    expected = detect.Detector(runs.get_run(DEFAULT_RUN, runs_dir)).analyse(face).faces[0].p_fake
+    contexts = [browser.new_context(viewport={"width": 1300, "height": 1600}) for _ in range(3)]
+    try:
+        pages = [c.new_page() for c in contexts]
+        for page in pages:
+            page.goto(f"{server}/detect")
+        for page in pages:
+            page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
+        for page in pages:  # one after the other without waiting: the three scripts run together
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(face))
+        shown = []
+        for page in pages:
+            verdict = page.get_by_text(re.compile(r"(Face 1|Whole image): (FAKE|REAL) · P\(fake\) = [01]\.\d{3}"))
+            verdict.first.wait_for(timeout=120_000)
+            shown.append(float(re.search(r"P\(fake\) = ([01]\.\d{3})", verdict.first.inner_text()).group(1)))
+            assert page.locator('[data-testid="stException"]').count() == 0
+        assert shown == pytest.approx([expected] * 3, abs=6e-4), (shown, expected)  # pages show 3 decimals
+    finally:
+        for c in contexts:
+            c.close()
+
+
 def _serve(runs_dir: Path):
     """A server on the user runs folder ``runs_dir`` alone (the shipped runs hidden)."""
     port = _free_port()

@@ -144,6 +144,25 @@ def test_default_is_served_through_its_own_tflite_export(scored, run):
     np.testing.assert_allclose(detector.predict_arrays(x), sample["served"].to_numpy(), atol=1e-5)
 
 
+def test_one_detector_shared_by_threads_gives_each_call_its_own_answer(run):
+    """The app shares one Detector (TFLite interpreter, face finders) between sessions: calls from four threads
+    at once give exactly what each image gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dfd.data import index_dataset
+    from dfd.detect import Detector
+
+    test = index_dataset(need(LFW)).split("test")
+    paths = list(test.groupby("label").head(3)["path"])
+    detector = Detector(DEFAULT_RUN)
+    assert detector.engine == "tflite"
+    alone = [detector.analyse(p).faces[0].p_fake for p in paths]
+    assert len(set(np.round(alone, 4))) == len(alone), "the images must differ for the test to mean anything"
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda p: detector.analyse(p).faces[0].p_fake, paths * 4))
+    assert together == pytest.approx(alone * 4, abs=1e-9)
+
+
 def test_cross_dataset_table_shows_how_far_detectors_travel(run):
     """cross_dataset.csv: the default on every test split it was trained on (its own recorded predictions at its
     threshold, so the table is not stale), and a run trained without SD 2.1 scored on SD 2.1 fakes."""
