@@ -174,9 +174,9 @@ def tflite_predictor(path: str | Path, threads: int | None = None) -> Callable[[
     return predict
 
 
-def serving_export(run: Run) -> Path | None:
-    """The run's own float32 export if it was made from this very ``model.keras`` (same SHA-256, same
-    test-time mirroring and input size), else None."""
+def serving_predictor(run: Run) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A predictor running the run's own float32 export if it was made from this very ``model.keras`` (same
+    SHA-256, same test-time mirroring and input size), else None."""
     flat, info_path = run.path / "model_float32.tflite", run.path / "export.json"
     if not (flat.is_file() and info_path.is_file() and run.model_path.is_file()):
         return None
@@ -187,13 +187,7 @@ def serving_export(run: Run) -> Path | None:
     if (info.get("keras_sha256") != file_sha256(run.model_path) or bool(info.get("tta")) != bool(run.tta)
             or int(info.get("image_size") or 0) != int(run.config.get("image_size") or 0)):
         return None
-    return flat
-
-
-def serving_predictor(run: Run) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A predictor running the run's matching float32 export (:func:`serving_export`), or None."""
-    flat = serving_export(run)
-    return tflite_predictor(flat) if flat is not None else None
+    return tflite_predictor(flat)
 
 
 def main(argv: list[str] | None = None) -> int:
