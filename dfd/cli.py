@@ -346,11 +346,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def interrupted(signum: int, frame: Any) -> None:
-        # Ctrl-C or SIGTERM (kill, a container or CI stopping): kept as interrupted. The event stops training
-        # after the current batch even when the KeyboardInterrupt lands where it is swallowed (a finaliser
-        # or callback run at that moment prints "Exception ignored" and drops it).
+        # Ctrl-C or SIGTERM (kill, a container or CI stopping): kept as interrupted. The first one sets the
+        # event, which stops training after the current batch (an exception raised inside TensorFlow's work
+        # can be swallowed, or crash it); a second one interrupts at once.
+        if stop.is_set():
+            raise KeyboardInterrupt
         stop.set()
-        raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
