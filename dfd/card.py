@@ -120,7 +120,8 @@ def runs_compared_table(run: runs.Run) -> pd.DataFrame:
 
 
 def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.DataFrame:
-    """One row per run: what it is (architecture, pretrained, input px, parameters, training data, minutes), its
+    """One row per run: what it is (architecture with ImageNet weights and its arguments, input px, parameters,
+    training data, minutes), its
     pooled validation accuracy and ROC AUC at its served threshold (what runs are chosen on), and
     its served test figures (accuracy per dataset, recall per generator, false alarms on each dataset's
     reals). What ``runs_compared.csv`` holds."""
@@ -131,8 +132,10 @@ def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.Da
         trained = " + ".join(cfg.get("datasets_in_data") or [])
         if cfg.get("exclude_generators"):
             trained += f" (without {', '.join(cfg['exclude_generators'])})"
+        notes = (["ImageNet"] if cfg.get("pretrained") else []) + [
+            f"{k} {v}" for k, v in (cfg.get("arch_kwargs") or {}).items()]
         row: dict[str, Any] = {
-            "run": run.name, "architecture": run.model_label + (" (ImageNet)" if cfg.get("pretrained") else ""),
+            "run": run.name, "architecture": run.model_label + (f" ({', '.join(notes)})" if notes else ""),
             "input px": cfg.get("image_size"), "params (M)": f"{(cfg.get('params') or 0) / 1e6:.2f}",
             "trained on": trained, "epochs": cfg.get("epochs_run"),
             "train min": f"{(cfg.get('train_seconds') or 0) / 60:.0f}"}
