@@ -590,15 +590,17 @@ def _efficientnet_lite0_clf(image_size: int, pretrained: bool = False, view: int
 
 
 @register("lite0_hf", "Ours (the default detector): EfficientNet-Lite0 (ImageNet weights with --pretrained) on a "
-          "128-px view beside lowres_cnn's full-resolution high-frequency tower (64-px views of RGB and local "
-          "high-frequency energy in two bands, flat head); features concatenated, dropout 0.3, sigmoid; 256 px",
+          "view of the image (128 px, or the arch argument 'view': the default detector sees all 256 px) beside "
+          "lowres_cnn's full-resolution high-frequency tower (64-px views of RGB and local high-frequency "
+          "energy in two bands, flat head); features concatenated, dropout 0.3, sigmoid; 256 px",
           default_size=256)
 def _lite0_hf(image_size: int, pretrained: bool = False, view: int = 128, train_blocks: int | None = None,
               lite0_dropout: float = 0.2, work_size: int = 64, widths: tuple[int, ...] = (32, 64, 128, 256),
               energy_scales: tuple[int, ...] = (1, 2), head: str = "flat", dropout: float = 0.3) -> keras.Model:
-    """Two kinds of evidence: what a face looks like (ImageNet features at 128 px: StyleGAN2 and diffusion
-    faces, which the small CNN from scratch never learned) and how sharp it is where (the high-frequency
-    energy measured at full resolution before any resizing: face swaps, which a 128-px view loses)."""
+    """Two kinds of evidence: what a face looks like (ImageNet features on a ``view``-px view: StyleGAN2 and
+    diffusion faces, which the small CNN from scratch never learned) and how sharp it is where (the
+    high-frequency energy measured at full resolution before any resizing: face swaps, which a 128-px view
+    loses)."""
     import keras
 
     inputs, scaled = rescaled_input(image_size)
