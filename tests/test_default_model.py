@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,12 +85,18 @@ def test_model_interface(model, run):
 
 
 def test_recorded_predictions_are_this_models(scored, run):
-    """predictions.csv was written by this model: every test image re-scored gives the same P(fake)."""
-    import os
+    """predictions.csv was written by this model: every test image re-scored gives the same P(fake). Images are
+    matched by their path inside their dataset's folder: the recorded paths resolve to the folder the run was
+    trained on where it exists, which need not be the ../shared/data these tests score (a clone elsewhere)."""
+
+    def inside_dataset(frame: pd.DataFrame) -> pd.Series:
+        paths = frame["path"].map(lambda p: Path(p).as_posix())
+        return pd.Series([p[p.rindex(f"/{d}/") + 1:] for p, d in zip(paths, frame["dataset"], strict=True)],
+                         index=frame.index)
 
     own = run.predictions().query("split == 'test'")
-    own = own.set_index(own["path"].map(os.path.realpath))["p_fake"]
-    now = scored.set_index(scored["path"].map(os.path.realpath))["p_fake"]
+    own = own.set_index(inside_dataset(own))["p_fake"]
+    now = scored.set_index(inside_dataset(scored))["p_fake"]
     unmatched = sorted(set(own.index) ^ set(now.index))
     assert len(own) == len(now) and not unmatched, f"{len(unmatched)} images differ, e.g. {unmatched[:3]}"
     np.testing.assert_allclose(now.loc[own.index].to_numpy(), own.to_numpy(), atol=2e-3)
