@@ -121,10 +121,9 @@ def runs_compared_table(run: runs.Run) -> pd.DataFrame:
 
 def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.DataFrame:
     """One row per run: what it is (architecture with ImageNet weights and its arguments, input px, parameters,
-    training data, minutes), its
-    pooled validation accuracy and ROC AUC at its served threshold (what runs are chosen on), and
-    its served test figures (accuracy per dataset, recall per generator, false alarms on each dataset's
-    reals). What ``runs_compared.csv`` holds."""
+    training data, minutes), its pooled validation accuracy and ROC AUC at its served threshold (what runs are
+    chosen on), and its served test figures (accuracy per dataset, recall per generator, false alarms on each
+    dataset's reals). What ``runs_compared.csv`` holds."""
     rows = []
     for ref in run_refs:
         run = runs.get_run(ref)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -85,18 +84,17 @@ def test_model_interface(model, run):
 
 
 def test_recorded_predictions_are_this_models(scored, run):
-    """predictions.csv was written by this model: every test image re-scored gives the same P(fake). Images are
-    matched by their path inside their dataset's folder: the recorded paths resolve to the folder the run was
-    trained on where it exists, which need not be the ../shared/data these tests score (a clone elsewhere)."""
+    """predictions.csv was written by this model: every test image re-scored gives the same P(fake). The recorded
+    paths are resolved against the ../shared/data these tests score (by default they resolve to the folder the
+    run was trained on, which a clone elsewhere need not share)."""
+    import os
 
-    def inside_dataset(frame: pd.DataFrame) -> pd.Series:
-        paths = frame["path"].map(lambda p: Path(p).as_posix())
-        return pd.Series([p[p.rindex(f"/{d}/") + 1:] for p, d in zip(paths, frame["dataset"], strict=True)],
-                         index=frame.index)
+    from dfd.runs import resolve_paths
 
-    own = run.predictions().query("split == 'test'")
-    own = own.set_index(inside_dataset(own))["p_fake"]
-    now = scored.set_index(inside_dataset(scored))["p_fake"]
+    own = run.predictions(resolve=False).query("split == 'test'")
+    own.index = [os.path.realpath(p) for p in resolve_paths(own["path"].tolist(), SHARED_DATA, own["dataset"].tolist())]
+    own = own["p_fake"]
+    now = scored.set_index(scored["path"].map(os.path.realpath))["p_fake"]
     unmatched = sorted(set(own.index) ^ set(now.index))
     assert len(own) == len(now) and not unmatched, f"{len(unmatched)} images differ, e.g. {unmatched[:3]}"
     np.testing.assert_allclose(now.loc[own.index].to_numpy(), own.to_numpy(), atol=2e-3)
@@ -202,6 +200,8 @@ def test_runs_compared_row_of_the_default_is_its_own_files(run):
     assert len(mine) == 1 and len(table) >= 3
     expected = now.drop("run").reindex(mine.columns.drop("run")).fillna("-").to_dict()
     assert mine.iloc[0].drop("run").to_dict() == expected
+    for key, value in run.config.get("arch_kwargs", {}).items():  # e.g. "view 256": what sets it apart
+        assert f"{key} {value}" in mine.iloc[0]["architecture"]
     whole_val = table[~table["trained on"].str.contains("without")]
     assert float(mine.iloc[0]["val acc"]) == max(whole_val["val acc"].astype(float))
 
