@@ -1,6 +1,6 @@
 """Keras vs TensorFlow Lite (float32, int8) for one run, side by side on the same test images.
 
-    python bench/tflite.py [RUN] [--per-dataset 60] [--data ../shared/data] [--repeat 30]
+    python bench/tflite.py [RUN] [--per-dataset 200] [--data ../shared/data] [--repeat 30]
 
 Exports the run (dfd.export.export, into a temporary folder, never the run folder), then for each engine prints the
 file size, the single-image latency (median of --repeat calls on one 1-image batch, after warm-up; Keras
@@ -43,7 +43,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", nargs="?", default="default")
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
-    ap.add_argument("--per-dataset", type=int, default=60)
+    ap.add_argument("--per-dataset", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--record", metavar="DIR", help="write the figures to DIR/tflite.json")
     args = ap.parse_args()
