@@ -10,6 +10,7 @@ the same images as its recorded predictions.csv, so the floors below are checked
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 
@@ -212,3 +213,14 @@ def test_model_card_is_the_runs_own_files(run):
 
     problems = card.check((REPO / "models" / "README.md").read_text(), run)
     assert not problems, "\n".join(problems)
+
+
+def test_int8_export_is_within_one_point_of_keras(run):
+    """Issue 11's bar, on the figures bench/tflite.py recorded (tflite.json), and the card's sentence on them."""
+    engines = {e["engine"]: e for e in json.loads((run.path / "tflite.json").read_text())["engines"]}
+    keras, int8 = engines["keras"], engines["tflite_int8"]
+    assert keras["n"] == int8["n"] >= 800
+    assert abs(int8["accuracy"] - keras["accuracy"]) <= 0.01
+    right = f"{round(int8['accuracy'] * int8['n'])} and {round(keras['accuracy'] * keras['n'])} of these {keras['n']}"
+    text = (REPO / "models" / "README.md").read_text()
+    assert f"({int8['accuracy']:.3f} vs {keras['accuracy']:.3f} for Keras: {right}" in " ".join(text.split())
