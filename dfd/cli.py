@@ -849,8 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", formatter_class=_Formatter, help="export a run to TensorFlow Lite (float, int8)",
                        description="Convert a run's model to TensorFlow Lite: float32 and int8 (post-training "
-                                   "quantisation calibrated on images of the run's dataset; the layers "
-                                   "named in dfd.export.INT8_KEEP_FLOAT, if the model has them, stay float32).")
+                                   "quantisation calibrated on images of the run's dataset; the high-frequency energy layers and "
+                                   "the EfficientNet-Lite0 stem, where a model has them, stay float32).")
     p.add_argument("run", metavar="RUN", help="run name (in --runs-dir) or run folder path")
     p.add_argument("--kind", default="both", choices=["float", "int8", "both"], help="which model(s) to write")
     p.add_argument("--out", metavar="DIR", help="output folder (default: a new folder <runs dir>/_exports/<run>)")

@@ -85,31 +85,34 @@ def _representative(paths: list[str], size: int) -> Callable[[], Iterator[list[n
 INT8_KEEP_FLOAT = ("hf_energy", "down2", "stem_", "block0_dw")
 
 
-def float_tensor_names(flat_model: bytes, keep: tuple[str, ...] = INT8_KEEP_FLOAT) -> list[str]:
-    """Tensor names of the converted (float) model that come from layers named by ``keep``."""
+def _interpreter(**kwargs: Any) -> Any:
+    """``tf.lite.Interpreter(**kwargs)``, without its warning that it moves to ai_edge_litert (it still runs)."""
     import tensorflow as tf
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_content=flat_model)
-    return sorted({t["name"] for t in interpreter.get_tensor_details() if any(k in t["name"] for k in keep)})
+        return tf.lite.Interpreter(**kwargs)
 
 
-def _int8(model: Any, representative: Callable[[], Iterator[list[np.ndarray]]], keep_float: list[str]) -> bytes:
-    """int8 post-training quantisation of ``model``; the nodes named in ``keep_float`` stay float32 (through
-    TFLite's selective quantisation, the quantisation debugger's ``denylisted_nodes``)."""
+def quantize_int8(model: Any, representative: Callable[[], Iterator[list[np.ndarray]]], flat_model: bytes,
+                  keep: tuple[str, ...] = INT8_KEEP_FLOAT) -> tuple[bytes, list[str]]:
+    """int8 post-training quantisation of ``model`` (``flat_model``: its float32 conversion, read for tensor
+    names). Layers named by ``keep`` stay float32 through TFLite's selective quantisation (the quantisation
+    debugger's ``denylisted_nodes``). Returns the file's bytes and the entries of ``keep`` the model has."""
     import tensorflow as tf
 
+    names = sorted({t["name"] for t in _interpreter(model_content=flat_model).get_tensor_details()
+                    if any(k in t["name"] for k in keep)})
     conv = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
-    if not keep_float:
+    if not names:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        return conv.convert()
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep_float)
+        return conv.convert(), []
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
     debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=representative,
                                                          debug_options=options)
-    return debugger.get_nondebug_quantized_model()
+    return debugger.get_nondebug_quantized_model(), [k for k in keep if any(k in n for n in names)]
 
 
 def _converter(model: Any) -> Any:
@@ -163,13 +166,11 @@ def export(run: Run | str | Path, out_dir: str | Path | None = None, *, data_roo
         if not paths:
             raise ExportError("no representative images found for the int8 calibration")
         start = time.perf_counter()
-        keep_float = float_tensor_names(flat)
-        quant = _int8(model, _representative(paths, size), keep_float)
+        quant, kept_float = quantize_int8(model, _representative(paths, size), flat)
         written["int8"] = out / "model_int8.tflite"
         written["int8"].write_bytes(quant)
         info["int8"] = {"bytes": len(quant), "seconds": round(time.perf_counter() - start, 1),
-                        "representative_images": len(paths),
-                        "float_layers": [k for k in INT8_KEEP_FLOAT if any(k in n for n in keep_float)]}
+                        "representative_images": len(paths), "float_layers": kept_float}
     written["info"] = write_json_atomic(out / "export.json", info)
     return written
 
@@ -190,14 +191,11 @@ def tflite_predictor(path: str | Path, threads: int | None = None) -> Callable[[
     ``threads`` threads (default: every core this process may use; TFLite's own default is one, which is about
     half the speed on this project's 2-core machine). Safe to call from several threads (one interpreter, calls
     take turns)."""
-    import tensorflow as tf
 
     if threads is None:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
-    with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to ai_edge_litert; it still runs
-        warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+    interpreter = _interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]

@@ -4,6 +4,7 @@ evaluate, predict (a real face and a broken file), robustness, export, and one-l
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -346,6 +347,9 @@ def test_export_float_and_int8(trained: tuple[Path, Path, str], tmp_path: Path) 
     for kind, name in (("float32", "model_float32.tflite"), ("int8", "model_int8.tflite")):
         assert (tmp_path / name).stat().st_size > 1000
         assert f"{kind}: {tmp_path / name}" in proc.stdout
+    info = json.loads((tmp_path / "export.json").read_text())
+    assert info["int8"]["representative_images"] == 16
+    assert info["int8"]["float_layers"] == [], "tiny has none of the layers int8 keeps float: quantised whole"
     proc = dfd("export", "cli-tiny", "--kind", "float", "--runs-dir", runs_dir)  # default: a new folder
     assert proc.returncode == 0, proc.stderr
     assert (runs_dir / "_exports" / "cli-tiny" / "model_float32.tflite").is_file()

@@ -195,12 +195,8 @@ def test_lite0_hf_trunk_is_pretrained_with_frozen_batchnorm_and_early_blocks():
 
 
 def test_int8_export_keeps_the_high_frequency_and_stem_layers_float():
-    """Selective int8: the layers of export.INT8_KEEP_FLOAT stay float32 in the quantised file, the rest is int8
-    (quantised whole, the high-frequency energy would be int8 too)."""
-    import warnings
-
-    import tensorflow as tf
-
+    """Selective int8 (what export.export writes): the layers of export.INT8_KEEP_FLOAT stay float32 in the
+    quantised file and the rest is int8; quantised whole, the high-frequency energy would be int8 too."""
     from dfd import export
 
     model = models.build_model("lite0_hf", 64, view=32, work_size=16)
@@ -211,18 +207,18 @@ def test_int8_export_keeps_the_high_frequency_and_stem_layers_float():
             yield [rng.integers(0, 256, (1, 64, 64, 3)).astype(np.float32)]
 
     flat = export._converter(model).convert()
-    keep = export.float_tensor_names(flat)
-    assert any("hf_energy" in n for n in keep) and any("stem_" in n for n in keep)
+    selective, kept = export.quantize_int8(model, representative, flat)
+    whole, none_kept = export.quantize_int8(model, representative, flat, keep=())
+    assert kept == list(export.INT8_KEEP_FLOAT) and none_kept == []
 
     def dtypes(blob: bytes) -> dict[str, str]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            details = tf.lite.Interpreter(model_content=blob).get_tensor_details()
+        details = export._interpreter(model_content=blob).get_tensor_details()
         return {t["name"]: np.dtype(t["dtype"]).name for t in details}
 
-    selective, whole = dtypes(export._int8(model, representative, keep)), dtypes(export._int8(model, representative, []))
+    selective, whole = dtypes(selective), dtypes(whole)
     energy = [n for n in selective if "hf_energy" in n and n.endswith("/Abs")]
+    stem = [n for n in selective if "stem_" in n and "Relu6" in n]
     trunk = [n for n in selective if "block10_project" in n]
-    assert energy and trunk
-    assert {selective[n] for n in energy} == {"float32"} and {whole[n] for n in energy} == {"int8"}
+    assert energy and stem and trunk
+    assert {selective[n] for n in energy + stem} == {"float32"} and {whole[n] for n in energy + stem} == {"int8"}
     assert "int8" in {selective[n] for n in trunk}
