@@ -8,8 +8,9 @@ A model card (``models/README.md``) quotes its tables between markers::
 
 :func:`sections` renders every table from the run folder (predictions.csv, calibration.json, robustness.csv,
 robustness_by_dataset.csv, cross_dataset.csv, tflite.json, runs_compared.csv); ``python -m dfd card RUN``
-prints them, and ``python -m dfd card RUN --check CARD`` (and the tests) compare a card with them cell by cell,
-so a card cannot drift from its run. Served figures are at the run's own threshold on calibrated P(fake),
+prints them, ``python -m dfd card RUN --fill CARD`` prints the card with its tables remade, and
+``python -m dfd card RUN --check CARD`` (and the tests) compare a card with them cell by cell, so a card cannot
+drift from its run. Served figures are at the run's own threshold on calibrated P(fake),
 as the app and the CLI serve them.
 """
 
@@ -170,6 +171,14 @@ def sections(run: runs.Run | str | Path) -> dict[str, str]:
 def render(run: runs.Run | str | Path) -> str:
     """All sections wrapped in their markers, ready to paste into a card."""
     return "\n".join(f"<!-- dfd-card:{n} -->\n{body}<!-- /dfd-card:{n} -->\n" for n, body in sections(run).items())
+
+
+def fill(card_text: str, run: runs.Run | str | Path) -> str:
+    """``card_text`` with the body of every marked section remade from the run's files (the prose around the
+    markers is kept; a section the card lacks is not added: :func:`check` reports it)."""
+    made = sections(run)
+    return MARK.sub(lambda m: m.group(0) if m["name"] not in made else
+                    f"<!-- dfd-card:{m['name']} -->\n{made[m['name']]}<!-- /dfd-card:{m['name']} -->", card_text)
 
 
 def check(card_text: str, run: runs.Run | str | Path) -> list[str]:

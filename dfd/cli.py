@@ -484,6 +484,9 @@ def cmd_card(args: argparse.Namespace) -> int:
             print(line)
         print(f"{args.check}: {'differs from' if problems else 'matches'} run {run.name}'s files")
         return EXIT_ERROR if problems else 0
+    if args.fill:
+        print(card.fill(_existing(args.fill, "model card").read_text(), run), end="")
+        return 0
     print(card.render(run), end="")
     return 0
 
@@ -818,10 +821,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("card", formatter_class=_Formatter, help="a run's model-card tables, made from its files",
                        description="Print the model-card tables of RUN (between <!-- dfd-card:NAME --> markers), "
-                                   "made from its files; --check CARD compares a card with them cell by cell; "
+                                   "made from its files; --fill CARD prints that card with its tables remade (redirect it to a "
+                                   "new file, then review and move it into place); --check CARD compares a card "
+                                   "with them cell by cell; "
                                    "--compare RUN... writes the runs-compared table (runs_compared.csv) as CSV.")
     p.add_argument("run", metavar="RUN", nargs="?", help="run name (in --runs-dir) or run folder path")
     p.add_argument("--check", metavar="CARD", help="compare this card (e.g. models/README.md) with the run's files")
+    p.add_argument("--fill", metavar="CARD", help="print this card with every marked table remade from the run's files")
     p.add_argument("--compare", metavar="RUN", nargs="+", help="runs to compare, one row each")
     p.add_argument("--csv", metavar="FILE", help="with --compare: write here (default: standard output)")
     _runs_dir(p)

@@ -215,6 +215,29 @@ def test_model_card_is_the_runs_own_files(run):
     assert not problems, "\n".join(problems)
 
 
+def test_card_check_finds_a_stale_cell_and_fill_remakes_it(run, tmp_path):
+    """A card whose table quotes an old figure fails the check, naming the section; ``card --fill`` prints the
+    card with that table remade from the run's files and every other line as it was."""
+    from dfd import card
+
+    text = (REPO / "models" / "README.md").read_text()
+    body = card.MARK.search(text[text.index("<!-- dfd-card:datasets -->"):])["body"]
+    row = next(line for line in body.splitlines() if line.startswith("| faces-140k-mini"))
+    cells = row.split("|")
+    cells[3] = " 0.999 "  # the accuracy cell, as if quoted from another run
+    stale_row = "|".join(cells)
+    assert stale_row != row
+    stale = text.replace(row, stale_row, 1)
+    problems = card.check(stale, run)
+    assert len(problems) == 1 and "'datasets'" in problems[0]
+    path = tmp_path / "card.md"
+    path.write_text(stale)
+    out = subprocess.run([sys.executable, "-m", "dfd", "card", "default", "--fill", str(path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == text
+
+
 def test_int8_export_is_within_one_point_of_keras(run):
     """Issue 11's bar, on the figures bench/tflite.py recorded (tflite.json), and the card's sentence on them."""
     engines = {e["engine"]: e for e in json.loads((run.path / "tflite.json").read_text())["engines"]}
