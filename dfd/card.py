@@ -132,6 +132,8 @@ def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.Da
         trained = " + ".join(cfg.get("datasets_in_data") or [])
         if cfg.get("exclude_generators"):
             trained += f" (without {', '.join(cfg['exclude_generators'])})"
+        if cfg.get("reals_only"):
+            trained += f" ({', '.join(cfg['reals_only'])}: reals only)"
         notes = (["ImageNet"] if cfg.get("pretrained") else []) + [
             f"{k} {v}" for k, v in (cfg.get("arch_kwargs") or {}).items()]
         row: dict[str, Any] = {

@@ -249,6 +249,8 @@ TRAIN_HELP: dict[str, str] = {
     "tta": "test-time averaging: the run's P(fake) is the mean over the image and its mirror image "
            "(every prediction: predictions.csv, evaluate, robustness, predict, the app)",
     "notes": "free text stored in config.json",
+    "reals_only": "of these datasets learn only the real photos (more kinds of real photo against false alarms, "
+                  "from a dataset whose fakes should not be learned); their test fakes are still scored",
 }
 
 

@@ -82,6 +82,7 @@ class TrainConfig:
     pretrained: bool = False                # ImageNet weights for the architecture's backbone (installed package)
     backbone_lr_scale: float = 1.0          # the pretrained backbone learns at learning_rate * this
     exclude_generators: list[str] | None = None  # drop these generators' fakes from train and val (test keeps them)
+    reals_only: list[str] | None = None     # of these datasets keep only the reals in train and val (test keeps all)
     max_false_alarm: float | None = None    # served threshold: best on val with at most this false-alarm rate
     notes: str = ""
 
@@ -438,6 +439,13 @@ def _checked(config: TrainConfig | dict[str, Any]) -> tuple[TrainConfig, int, An
             raise TrainError(f"generator(s) {', '.join(unknown)} not in {cfg.data} (it has: "
                              f"{', '.join(sorted(g for g in frame['generator'].unique() if g)) or 'none named'})")
         frame = frame[~(frame["generator"].isin(cfg.exclude_generators) & frame["split"].isin(["train", "val"]))]
+    if cfg.reals_only:
+        unknown = sorted(set(cfg.reals_only) - set(frame["dataset"]))
+        if unknown:
+            raise TrainError(f"reals-only dataset(s) {', '.join(unknown)} not among the training data (it has: "
+                             f"{', '.join(sorted(frame['dataset'].unique()))})")
+        frame = frame[~(frame["dataset"].isin(cfg.reals_only) & (frame["label"] == 1)
+                        & frame["split"].isin(["train", "val"]))]
     frame = limit_split(frame, cfg.limit, cfg.seed)
     train_df = frame[frame["split"] == "train"].reset_index(drop=True)
     val_df = frame[frame["split"] == "val"].reset_index(drop=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA, need
 from synthetic_faces import make_faces
 
 from dfd import runs
@@ -363,6 +364,24 @@ def test_excluded_generator_is_left_out_of_train_and_val_and_scored_on_test(mode
     assert cfg["split_counts"]["train"] == {"real": 2000, "fake": 2800 - 521}
     assert cfg["split_counts"]["val"] == {"real": 300, "fake": 300 - 66}
     assert cfg["split_counts"]["test"] == {"real": 300, "fake": 300}
+
+
+def test_reals_only_keeps_a_datasets_real_photos_in_train_and_val_and_all_of_its_test():
+    from dfd.train import _checked
+
+    need(SHARED_DATA / "real-and-fake-face")
+    base = dict(data=str(SHARED_DATA), architecture="tiny", datasets=["faces-140k-mini", "real-and-fake-face"])
+    with pytest.raises(TrainError, match="reals-only dataset.*lfw-faceswap"):
+        _checked(TrainConfig(**base, reals_only=["lfw-faceswap"]))
+    _, _, _, whole, whole_train, whole_val = _checked(TrainConfig(**base))
+    _, _, _, frame, train_df, val_df = _checked(TrainConfig(**base, reals_only=["real-and-fake-face"]))
+    for part, before in ((train_df, whole_train), (val_df, whole_val)):
+        rff, rff_before = part[part["dataset"] == "real-and-fake-face"], before[before["dataset"] == "real-and-fake-face"]
+        assert (rff["label"] == 0).all() and len(rff) == (rff_before["label"] == 0).sum() > 100
+        other = part[part["dataset"] != "real-and-fake-face"]
+        assert len(other) == (before["dataset"] != "real-and-fake-face").sum()
+    test, test_before = frame[frame["split"] == "test"], whole[whole["split"] == "test"]
+    assert len(test) == len(test_before) and (test.loc[test["dataset"] == "real-and-fake-face", "label"] == 1).any()
 
 
 def test_balance_classes_evens_each_dataset_on_its_own():
