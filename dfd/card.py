@@ -97,7 +97,7 @@ def robustness_table(run: runs.Run) -> pd.DataFrame:
 
 
 def robustness_by_dataset_table(run: runs.Run) -> pd.DataFrame:
-    return _csv_table(run.path / "robustness_by_dataset.csv", ("accuracy", "roc_auc"))
+    return _csv_table(run.path / "robustness_by_dataset.csv", ("accuracy", "roc_auc", "recall", "false_alarm"))
 
 
 def cross_dataset_table(run: runs.Run) -> pd.DataFrame:
