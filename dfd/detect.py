@@ -99,12 +99,16 @@ GENERATOR_LABELS = {"stylegan2": "StyleGAN2", "sd2.1": "Stable Diffusion 2.1"}
 
 
 def trained_on_text(run: Any) -> str:
-    """One sentence on what a run has seen: the fakes of each training dataset, less any generator left out."""
-    parts = [f"{KNOWN_FAKES.get(d, d)} ({d})" for d in run.trained_on]
+    """One sentence on what a run has seen: the fakes of each training dataset, less any generator left out
+    and any dataset it learned only the real photos of."""
+    reals_only = set(run.config.get("reals_only") or [])
+    parts = [f"{KNOWN_FAKES.get(d, d)} ({d})" for d in run.trained_on if d not in reals_only]
     text = "; ".join(parts) if parts else "data it did not record"
     left_out = [GENERATOR_LABELS.get(g, g) for g in run.config.get("exclude_generators") or []]
     if left_out:
         text += f", without {', '.join(left_out)}"
+    if reals_only:
+        text += f", plus only the real photos of {', '.join(sorted(reals_only))}"
     return (f"Run {run.name} was trained on {text}. Fakes from anything else (other GANs, Flux, SDXL, DALL-E, "
             "Midjourney, newer face swaps, other editing tools) are outside what it has seen.")
 

@@ -502,6 +502,14 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
 CROSS_COLUMNS = ["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc", "recall", "false_alarm"]
 
 
+def domain_of(run: runs.Run, dataset: str) -> str:
+    """How a run knows a dataset: "in-domain" (trained on it), "reals only" (trained on its real photos, not
+    its fakes: ``reals_only``) or "out-of-domain"."""
+    if dataset in (run.config.get("reals_only") or []):
+        return "reals only"
+    return "in-domain" if dataset in run.trained_on else "out-of-domain"
+
+
 def _generator_rows(run: runs.Run, pred: pd.DataFrame, dataset: str, seen: list[str]) -> list[dict[str, Any]]:
     """Where a dataset's fakes name their generator: one row per generator (its fakes and the dataset's reals),
     "unseen generator" when the run was trained without it."""
@@ -520,7 +528,7 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
                   limit: int | None = None, *, into: runs.Run | str | Path | None = None, batch_size: int = 64,
                   tag: str | None = None, progress: Callable[[int, int], None] | None = None) -> Path:
     """How far detectors travel: each run scores each dataset's ``split`` at ``data_root``, marked in-domain
-    (the run was trained on that dataset) or out-of-domain. Accuracy at each run's served threshold.
+    (the run was trained on that dataset), reals only (on its real photos only) or out-of-domain. Accuracy at each run's served threshold.
 
     Datasets whose fakes name their generator also get a row per generator ("<dataset> / <generator>": that
     generator's fakes with the dataset's reals), marked "unseen generator" for a run trained without it.
@@ -544,7 +552,7 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
             pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
             m = metrics(pred, run.threshold)
             rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": dataset,
-                         "domain": "in-domain" if dataset in seen else "out-of-domain", **outcome_row(m)})
+                         "domain": domain_of(run, dataset), **outcome_row(m)})
             rows += _generator_rows(run, pred, dataset, seen)
             done += 1
             if progress:

@@ -270,5 +270,9 @@ def test_trained_on_text_names_the_fakes_a_run_has_seen(tmp_path):
     assert "classic face swaps of LFW photos (lfw-faceswap)" in text
     assert "StyleGAN2 faces from thispersondoesnotexist" in text
     assert text.count("without Stable Diffusion 2.1") == 1
+    runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["lfw-faceswap", "real-and-fake-face"],
+                                                     "reals_only": ["real-and-fake-face"]})
+    text = detect.trained_on_text(runs.Run(run_dir))
+    assert "photoshopped" not in text and "plus only the real photos of real-and-fake-face" in text
     runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["my-set"]})
     assert "trained on my-set (my-set)" in detect.trained_on_text(runs.Run(run_dir))

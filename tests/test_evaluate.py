@@ -302,3 +302,12 @@ def test_cross_dataset_rows_per_generator_mark_the_one_left_out(tmp_path):
     assert rows["modern / sd2.1"]["recall"] == 0.5 and rows["modern / sd2.1"]["false_alarm"] == 0.0
     other = evaluate._generator_rows(runs.Run(run_dir), pred, "modern", ["lfw"])
     assert {r["domain"] for r in other} == {"out-of-domain"}
+
+
+def test_domain_of_a_dataset_learned_for_its_reals_only(tmp_path):
+    run_dir = tmp_path / "rr"
+    run_dir.mkdir()
+    runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["lfw", "rff"], "reals_only": ["rff"]})
+    run = runs.Run(run_dir)
+    assert [evaluate.domain_of(run, d) for d in ("lfw", "rff", "other")] == ["in-domain", "reals only",
+                                                                            "out-of-domain"]
