@@ -456,8 +456,9 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
     - ``robustness_by_dataset.csv``: one row per dataset in ``data_root`` and condition (columns dataset,
       domain, perturbation, level, accuracy, roc_auc, recall, false_alarm, n), every dataset, in or out of
       the run's domain;
-    - ``robustness.csv``: the same conditions pooled over the datasets the run was trained on (all of them
-      if none is there): robustness is about the fakes a detector knows, cross_dataset covers the others;
+    - ``robustness.csv``: the same conditions pooled over the datasets the run was trained on, fakes and reals
+      (all of them if none is there): robustness is about the fakes a detector knows, cross_dataset covers the
+      others;
     - ``robustness.json``: where, how many, threshold and temperature, and the pooled rows.
 
     ``limit`` is at most that many images per dataset (stratified). ``progress(done, total)`` counts images.
@@ -465,8 +466,7 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
     run = runs.get_run(run)
     frame = _select(data_root, split, None)
     parts = {str(d): _stratified_limit(g, limit) for d, g in frame.groupby("dataset")}
-    seen = set(run.trained_on)
-    own = [d for d in parts if d in seen] or list(parts)
+    own = [d for d in parts if domain_of(run, d) == "in-domain"] or list(parts)
     predict = predictor(runs.load_model(run), run.image_size, tta=run.tta)
     total, done = len(sweep) * sum(len(p) for p in parts.values()), 0
     per_dataset, pooled = [], []
@@ -478,7 +478,7 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
                                     progress=counted)  # counted image by image, not a dataset at a time
             pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
             m = metrics(pred, run.threshold)
-            per_dataset.append({"dataset": dataset, "domain": "in-domain" if dataset in seen else "out-of-domain",
+            per_dataset.append({"dataset": dataset, "domain": domain_of(run, dataset),
                                 "perturbation": kind, "level": level, **outcome_row(m)})
             if dataset in own:
                 scored.append(pred)
