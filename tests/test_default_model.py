@@ -262,6 +262,13 @@ def test_card_sentences_quote_the_runs_files(run):
     assert f"none instead of {called['lh-v256-tb12']} of those {n_real} real photos fake" in text
     assert f"called {called['lh-v256-tb12']} of its {n_real} real test photos fake" in text
     assert f"called {called['logo-sd21-tb12']} of them fake (`logo-sd21-tb12`)" in text
+    raw = (REPO / "models" / "README.md").read_text()
+    unseen = pd.read_csv(RUN_DIR / "cross_dataset.csv").query("domain == 'unseen generator'").set_index("run")
+    for name in ("logo-sd21-rr", "logo-sd21-tb12"):  # each leave-out run's bullet in "How far it travels"
+        bullet = raw[raw.index(f"- `{name}` is"):]
+        bullet = " ".join(bullet[:bullet.index("\n- ")].split())
+        caught = round(unseen.loc[name, "recall"] * sd.n)
+        assert f"It catches {'none' if caught == 0 else caught} of the {sd.n}" in bullet, (name, caught)
     noise = pd.read_csv(RUN_DIR / "robustness_by_dataset.csv").query("dataset == 'lfw-faceswap'")
     clean = noise.query("perturbation == 'none'")["recall"].iloc[0]
     strong = noise.query("perturbation == 'noise' and level == 10")["recall"].iloc[0]
