@@ -510,16 +510,17 @@ def domain_of(run: runs.Run, dataset: str) -> str:
     return "in-domain" if dataset in run.trained_on else "out-of-domain"
 
 
-def _generator_rows(run: runs.Run, pred: pd.DataFrame, dataset: str, seen: list[str]) -> list[dict[str, Any]]:
+def _generator_rows(run: runs.Run, pred: pd.DataFrame, dataset: str) -> list[dict[str, Any]]:
     """Where a dataset's fakes name their generator: one row per generator (its fakes and the dataset's reals),
-    "unseen generator" when the run was trained without it."""
+    marked as :func:`domain_of` marks the dataset, or "unseen generator" when the run was trained without it."""
     gens = pred["generator"].fillna("").astype(str)
     left_out = set(run.config.get("exclude_generators") or [])
+    known = domain_of(run, dataset)
     rows = []
     for gen in sorted(set(gens[pred["label"] == 1]) - {""}):
         m = metrics(pred[(pred["label"] == 0) | (gens == gen)], run.threshold)
-        domain = ("unseen generator" if gen in left_out else "in-domain") if dataset in seen else "out-of-domain"
-        rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": f"{dataset} / {gen}",
+        domain = "unseen generator" if known == "in-domain" and gen in left_out else known
+        rows.append({"run": run.name, "trained_on": " + ".join(run.trained_on), "dataset": f"{dataset} / {gen}",
                      "domain": domain, **outcome_row(m)})
     return rows
 
@@ -553,7 +554,7 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
             m = metrics(pred, run.threshold)
             rows.append({"run": run.name, "trained_on": " + ".join(seen), "dataset": dataset,
                          "domain": domain_of(run, dataset), **outcome_row(m)})
-            rows += _generator_rows(run, pred, dataset, seen)
+            rows += _generator_rows(run, pred, dataset)
             done += 1
             if progress:
                 progress(done, len(chosen) * len(parts))

@@ -291,17 +291,21 @@ def test_a_run_with_its_own_matching_export_is_served_through_it(trained, tmp_pa
 def test_cross_dataset_rows_per_generator_mark_the_one_left_out(tmp_path):
     run_dir = tmp_path / "logo"
     run_dir.mkdir()
-    runs.write_json_atomic(run_dir / "config.json", {"exclude_generators": ["sd2.1"]})
+    runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["modern"], "exclude_generators": ["sd2.1"]})
     pred = pd.DataFrame({"path": list("abcdef"), "label": [0, 0, 1, 1, 1, 1],
                          "p_fake": [0.1, 0.2, 0.9, 0.8, 0.3, 0.7],
                          "generator": ["", "", "stylegan2", "stylegan2", "sd2.1", "sd2.1"]})
-    rows = {r["dataset"]: r for r in evaluate._generator_rows(runs.Run(run_dir), pred, "modern", ["modern"])}
+    rows = {r["dataset"]: r for r in evaluate._generator_rows(runs.Run(run_dir), pred, "modern")}
     assert rows["modern / stylegan2"]["domain"] == "in-domain" and rows["modern / stylegan2"]["accuracy"] == 1.0
     assert rows["modern / sd2.1"]["domain"] == "unseen generator" and rows["modern / sd2.1"]["accuracy"] == 0.75
     assert rows["modern / sd2.1"]["n"] == 4
     assert rows["modern / sd2.1"]["recall"] == 0.5 and rows["modern / sd2.1"]["false_alarm"] == 0.0
-    other = evaluate._generator_rows(runs.Run(run_dir), pred, "modern", ["lfw"])
+    runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["lfw"], "exclude_generators": ["sd2.1"]})
+    other = evaluate._generator_rows(runs.Run(run_dir), pred, "modern")
     assert {r["domain"] for r in other} == {"out-of-domain"}
+    runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["lfw", "modern"], "reals_only": ["modern"]})
+    reals = evaluate._generator_rows(runs.Run(run_dir), pred, "modern")
+    assert {r["domain"] for r in reals} == {"reals only"}, "its generators' fakes were never learned"
 
 
 def test_domain_of_a_dataset_learned_for_its_reals_only(tmp_path):
