@@ -226,7 +226,9 @@ TRAIN_HELP: dict[str, str] = {
     "lr_schedule": "learning-rate schedule after warm-up: cosine or constant",
     "min_lr_ratio": "cosine decay ends at learning_rate times this",
     "weight_decay": "weight decay; > 0 switches to AdamW",
-    "seed": "random seed (weights, shuffling, augmentation, the split of unsplit data)",
+    "seed": "random seed (weights, shuffling, augmentation); runs of different seeds share their val and test "
+            "images",
+    "split_seed": "seed of the split of datasets that have none (real-and-fake-face), kept apart from --seed",
     "augment": "training augmentations as JSON, e.g. '{\"flip\": true, \"jpeg_p\": 0.5, \"blur_p\": 0.2}' "
                "(keys: flip, rotate_deg, zoom, blur_p, blur_sigma, noise_p, noise_sigma, jpeg_p, jpeg_quality, "
                "mixup, erase_p, erase_area); "

@@ -52,7 +52,7 @@ def representative_paths(run: Run, data_root: str | Path | None = None, n: int =
         raise ExportError(f"run {run.name!r} records no data folder; pass data_root for the int8 calibration images")
     try:
         index = index_dataset(root, val_frac=run.config.get("val_frac", 0.15),
-                              test_frac=run.config.get("test_frac", 0.15), seed=run.config.get("split_seed", 0))
+                              test_frac=run.config.get("test_frac", 0.15), seed=run.split_seed)
     except DatasetError as exc:
         raise ExportError(f"cannot read the representative images: {exc}") from exc
     train = index.split("train")

@@ -546,6 +546,12 @@ class Run:
         return bool(self.config.get("tta"))
 
     @property
+    def split_seed(self) -> int:
+        """Seed of the split of datasets without their own (config.json ``split_seed``; runs recorded before it
+        existed split by their ``seed``)."""
+        return int(self.config.get("split_seed", self.config.get("seed") or 0))
+
+    @property
     def trained_on(self) -> list[str]:
         """The datasets the run was trained on: as recorded in config.json (``datasets_in_data``, else the
         ``datasets`` filter), else those in its own predictions."""

@@ -61,7 +61,8 @@ class TrainConfig:
     lr_schedule: str = "cosine"             # "cosine" or "constant"
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.0               # > 0: AdamW
-    seed: int = 0
+    seed: int = 0                           # weights, shuffling, augmentation
+    split_seed: int = 0                     # split of datasets without one (apart from seed: seeds share val/test)
     augment: dict[str, Any] | None = field(default_factory=lambda: {"flip": True})
     class_weight: bool = True
     balance_datasets: bool = False          # oversample smaller datasets so each is seen equally per epoch
@@ -426,7 +427,7 @@ def _checked(config: TrainConfig | dict[str, Any]) -> tuple[TrainConfig, int, An
         raise TrainError(f"backbone_lr_scale must be in 0..1 (got {cfg.backbone_lr_scale})")
     image_size = int(cfg.image_size or models.DEFAULT_SIZES[cfg.architecture])
 
-    index = index_dataset(cfg.data, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.seed)
+    index = index_dataset(cfg.data, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
     frame = index.frame
     if cfg.datasets:
         frame = frame[frame["dataset"].isin(cfg.datasets)]
