@@ -107,7 +107,8 @@ def settings_of(record: dict[str, Any]) -> dict[str, Any]:
     """The training settings a run's config.json records, ready for :meth:`TrainConfig.from_dict`: every
     TrainConfig field it holds except :data:`NOT_SETTINGS`; the record-only keys (data fingerprint, split
     counts, timings, versions...) are left out. A setting the record replaced by its outcome goes back to the
-    setting (``class_weight`` holds the weights used; the setting is True)."""
+    setting (``class_weight`` holds the weights used; the setting is True). A run recorded before ``split_seed``
+    existed split its data by its ``seed``."""
     defaults = TrainConfig()
     out: dict[str, Any] = {}
     for f in fields(TrainConfig):
@@ -117,6 +118,8 @@ def settings_of(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(getattr(defaults, f.name), bool) and not isinstance(value, bool):
             value = bool(value)
         out[f.name] = value
+    if "split_seed" not in record and "seed" in record:
+        out["split_seed"] = out["seed"]
     return out
 
 

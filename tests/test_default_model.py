@@ -275,6 +275,32 @@ def test_card_sentences_quote_the_runs_files(run):
     assert f"lfw-faceswap recall falls from {clean:.3f} to {strong:.3f}" in text
 
 
+def test_card_data_table_counts_the_images_the_run_learned_from(run):
+    """The card's Data table (hand-written prose cells) gives, per dataset, the real / fake counts of train, val
+    and test and the SD 2.1 fakes among them: those of the split the run's own config makes of ../shared/data."""
+    import re
+
+    from dfd.train import TrainConfig, _checked, settings_of
+
+    cfg = TrainConfig.from_dict({**settings_of(run.config), "data": str(need(SHARED_DATA))})
+    frame = _checked(cfg)[3]
+    text = (REPO / "models" / "README.md").read_text()
+    table = text[text.index("## Data"):]
+    table = table[table.index("| dataset |"):table.index("\n\n", table.index("| dataset |"))]
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                          for line in table.splitlines()[2:])}
+    assert set(rows) == set(run.trained_on)
+    for dataset, cells in rows.items():
+        part = frame[frame["dataset"] == dataset]
+        for cell, split in zip(cells[3:6], ("train", "val", "test"), strict=True):
+            rows_ = part[part["split"] == split]
+            counts = f"{(rows_['label'] == 0).sum()} / {(rows_['label'] == 1).sum()}"
+            assert cell.startswith(counts), (dataset, split, cell, counts)
+            sd = re.search(r"\((\d+) (?:of them )?SD 2\.1\)", cell)
+            if sd or (rows_["generator"] == "sd2.1").any():
+                assert sd and int(sd.group(1)) == (rows_["generator"] == "sd2.1").sum(), (dataset, split, cell)
+
+
 def test_int8_export_is_within_one_point_of_keras(run):
     """Issue 11's bar, on the figures bench/tflite.py recorded (tflite.json), and the card's sentence on them."""
     engines = {e["engine"]: e for e in json.loads((run.path / "tflite.json").read_text())["engines"]}

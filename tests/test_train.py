@@ -400,9 +400,12 @@ def test_runs_of_different_seeds_share_the_split_of_data_without_one(tmp_path):
     assert held_out(seed=0) == held_out(seed=1) == held_out(seed=1, split_seed=0)
     assert held_out(split_seed=1) != held_out(seed=0)
     # Runs recorded before split_seed existed split by their seed; the export's int8 images follow the record.
+    from dfd.train import settings_of
+
     for config, expected in (({"seed": 3}, 3), ({"seed": 3, "split_seed": 0}, 0), ({}, 0)):
         (tmp_path / "config.json").write_text(json.dumps(config))
         assert Run(tmp_path).split_seed == expected
+        assert TrainConfig.from_dict(settings_of(config)).split_seed == expected
 
 
 def test_balance_classes_evens_each_dataset_on_its_own():
