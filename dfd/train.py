@@ -85,6 +85,8 @@ class TrainConfig:
     exclude_generators: list[str] | None = None  # drop these generators' fakes from train and val (test keeps them)
     reals_only: list[str] | None = None     # of these datasets keep only the reals in train and val (test keeps all)
     max_false_alarm: float | None = None    # served threshold: best on val with at most this false-alarm rate
+    teacher: list[str] | None = None        # distil: learn toward these runs' mean P(fake) (same data and split)
+    distill_weight: float = 0.5             # train target = (1 - w) * label + w * the teachers' P(fake)
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,7 +356,7 @@ def _hard_label_accuracy(y_true: Any, y_pred: Any) -> Any:
 
 
 def _accuracy_metric(soft_labels: bool) -> Any:
-    """Training accuracy; with mixup's soft labels, against each mixed image's majority label."""
+    """Training accuracy; with soft labels (mixup, distillation), against each image's majority label."""
     import keras
 
     if soft_labels:
@@ -453,12 +455,62 @@ def _checked(config: TrainConfig | dict[str, Any]) -> tuple[TrainConfig, int, An
     frame = limit_split(frame, cfg.limit, cfg.seed)
     train_df = frame[frame["split"] == "train"].reset_index(drop=True)
     val_df = frame[frame["split"] == "val"].reset_index(drop=True)
+    if cfg.teacher:
+        teachers(cfg, frame)
     if train_df["label"].nunique() < 2:
         raise TrainError(f"the train split of {cfg.data} needs both real and fake images "
                          f"(has {len(train_df)} images, labels {sorted(train_df['label'].unique())})")
     if val_df.empty:
         raise TrainError(f"no validation images in {cfg.data}; a val split is needed for early stopping")
     return cfg, image_size, index, frame, train_df, val_df
+
+
+def teachers(cfg: TrainConfig, frame: pd.DataFrame) -> list[runs.Run]:
+    """The complete runs ``cfg.teacher`` names, each checked to have been validated and tested on every val and
+    test image of ``frame``: so none of them trained on an image the student is selected or scored on."""
+    if not 0 <= cfg.distill_weight <= 1:
+        raise TrainError(f"distill_weight must be in 0..1 (got {cfg.distill_weight})")
+    held_out = frame[frame["split"].isin(["val", "test"])]
+    wanted = set(zip(held_out["split"], held_out["path"].astype(str).map(os.path.abspath), strict=True))
+    found = []
+    for ref in cfg.teacher or []:
+        try:
+            run = runs.get_run(ref, cfg.runs_dir or None)
+        except runs.RunError as exc:
+            raise TrainError(f"teacher: {exc}") from exc
+        if run.status != runs.COMPLETE or not run.has_model:
+            raise TrainError(f"teacher run {run.name!r} is {run.status}{'' if run.has_model else ' with no model'}: "
+                             "only complete runs can teach")
+        pred = run.predictions()
+        seen = set(zip(pred.get("split", []), map(os.path.abspath, pred.get("path", [])), strict=True))
+        missing = len(wanted - seen)
+        if missing:
+            raise TrainError(f"teacher run {run.name!r} was not validated or tested on {missing} of this run's "
+                             f"{len(wanted)} val/test images (other data or split): it may have trained on them")
+        found.append(run)
+    return found
+
+
+def teacher_targets(teachers_: list[runs.Run], frame: pd.DataFrame, batch_size: int = 64,
+                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The teachers' mean P(fake) (each as it serves: its input size and mirror averaging, before its
+    temperature) for every row of ``frame``; NaN where a teacher could not read the image."""
+    from dfd import evaluate
+
+    unique = frame.drop_duplicates("path")
+    total, done = len(unique) * len(teachers_), 0
+    probs = []
+    for run in teachers_:
+        def step(n: int, _total: int, base: int = done) -> None:
+            if progress:
+                progress(base + n, total)
+
+        pred, _ = evaluate.predict_frame(evaluate.predictor(runs.load_model(run), tta=run.tta), unique,
+                                         run.image_size, batch_size, progress=step)
+        probs.append(pred["p_fake"].to_numpy(np.float64))
+        done += len(unique)
+    mean = pd.Series(np.mean(probs, axis=0), index=unique["path"].astype(str).to_numpy())
+    return mean.reindex(frame["path"].astype(str)).to_numpy()
 
 
 def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = None,
@@ -584,6 +636,17 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     from dfd.data import Augment, make_dataset
 
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.teacher:
+        taught = teachers(cfg, frame)
+        _phase(progress, 0, cfg.epochs, "the teachers' P(fake) on the train images")
+        soft = teacher_targets(taught, train_df, progress=lambda done, total: _phase(
+            progress, 0, cfg.epochs, "the teachers' P(fake) on the train images", done, total))
+        ok = ~np.isnan(soft)
+        record.update(teacher_runs=[{"name": t.name, "path": str(t.path), "seed": t.config.get("seed")}
+                                    for t in taught],
+                      teacher_agreement=round(float(np.mean((soft[ok] >= 0.5) == train_df["label"].to_numpy()[ok])), 4))
+        train_df = train_df.assign(target=np.where(ok, (1 - cfg.distill_weight) * train_df["label"]
+                                                   + cfg.distill_weight * np.nan_to_num(soft), train_df["label"]))
     if cfg.balance_classes:
         train_df = balance_classes(train_df, cfg.seed)
     if cfg.balance_datasets:
@@ -594,7 +657,8 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     replicas = int(strat.num_replicas_in_sync)
     steps = math.ceil(len(train_df) / cfg.batch_size)
     augment = Augment.from_dict(cfg.augment) if cfg.augment is not None else None
-    train_ds = make_dataset(train_df, image_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
+    fit_df = train_df.assign(label=train_df["target"]) if "target" in train_df else train_df
+    train_ds = make_dataset(fit_df, image_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
                             bad_files=bad_files)
     val_ds = make_dataset(val_df, image_size, cfg.batch_size, shuffle=False, bad_files=bad_files)
 
@@ -604,7 +668,8 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         model = models.build_model(cfg.architecture, image_size, **cfg.arch_kwargs, **extra)
         opt = optimizer(cfg, _learning_rate(cfg, steps), model)
         model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(),
-                      metrics=[_accuracy_metric(bool(augment and augment.mixup)), keras.metrics.AUC(name="auc")])
+                      metrics=[_accuracy_metric(bool(augment and augment.mixup) or bool(cfg.teacher)),
+                               keras.metrics.AUC(name="auc")])
     record.update(params=int(model.count_params()), replicas=replicas, strategy_class=type(strat).__name__,
                   steps_per_epoch=steps, monitor=cfg.monitor)
     runs.write_json_atomic(run_dir / "config.json", record)

@@ -295,6 +295,42 @@ def test_ensemble_refuses_members_that_do_not_match(faces, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "broken", "fewer", "small"], "no folder made"
 
 
+def test_distilled_student_learns_from_its_teachers_soft_targets(faces, tmp_path):
+    """--teacher: the student trains toward (1 - w) * label + w * the teachers' mean P(fake) on the train images;
+    teachers that were not validated and tested on the student's val/test images are refused."""
+    import numpy as np
+
+    from dfd import evaluate
+    from dfd.train import _checked, teacher_targets
+
+    a = train(_cfg(faces, tmp_path, name="teach0", seed=0))
+    b = train(_cfg(faces, tmp_path, name="teach1", seed=1))
+    cfg = _cfg(faces, tmp_path, name="student", seed=2, teacher=["teach0", str(b)], distill_weight=0.5)
+    train_df = _checked(cfg)[4]
+    soft = teacher_targets([runs.get_run(a), runs.get_run(b)], train_df)
+    direct = [evaluate.predict_frame(evaluate.predictor(runs.load_model(r)), train_df, 48)[0]["p_fake"]
+              for r in (a, b)]
+    np.testing.assert_allclose(soft, np.mean(direct, axis=0), atol=1e-5)
+    assert soft.std() > 0.05 and ((soft >= 0.5) == train_df["label"]).mean() >= 0.75, "teachers that learned"
+
+    path = train(cfg)
+    run = runs.get_run(path)
+    assert run.status == "complete"
+    assert [t["name"] for t in run.config["teacher_runs"]] == ["teach0", "teach1"]
+    assert run.config["teacher_agreement"] == round(float(((soft >= 0.5) == train_df["label"]).mean()), 4)
+    metrics = run.metrics()
+    assert metrics["val"]["accuracy"] >= 0.75 and metrics["test"]["roc_auc"] >= 0.8, metrics
+
+    fewer = train(_cfg(faces, tmp_path, name="fewer", epochs=1, limit=20))
+    with pytest.raises(TrainError, match="not validated or tested on .* it may have trained on them"):
+        train(_cfg(faces, tmp_path, name="bad", teacher=[str(fewer)]))
+    with pytest.raises(TrainError, match="distill_weight must be in 0..1"):
+        train(_cfg(faces, tmp_path, name="bad", teacher=["teach0"], distill_weight=1.5))
+    with pytest.raises(TrainError, match="teacher: .*nobody"):
+        train(_cfg(faces, tmp_path, name="bad", teacher=["nobody"]))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_mixup_training_learns_and_reports_hard_label_accuracy(faces, tmp_path):
     path = train(_cfg(faces, tmp_path, name="mix", epochs=8, augment={"flip": True, "mixup": 0.2}))
     metrics = json.loads((path / "metrics.json").read_text())
