@@ -231,6 +231,8 @@ TRAIN_HELP: dict[str, str] = {
     "teacher": "distil: learn toward the mean P(fake) of these complete runs (names or folders) on the train "
                "images; they must have been validated and tested on this run's val and test images",
     "distill_weight": "with --teacher: train target = (1 - w) * label + w * the teachers' P(fake)",
+    "distill_temperature": "with --teacher: the teachers' P(fake) softened as sigmoid(logit(p) / T) (they are "
+                           "sure of the images they trained on)",
     "split_seed": "seed of the split of datasets that have none (real-and-fake-face), kept apart from --seed",
     "augment": "training augmentations as JSON, e.g. '{\"flip\": true, \"jpeg_p\": 0.5, \"blur_p\": 0.2}' "
                "(keys: flip, rotate_deg, zoom, blur_p, blur_sigma, noise_p, noise_sigma, jpeg_p, jpeg_quality, "

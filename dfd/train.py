@@ -87,6 +87,7 @@ class TrainConfig:
     max_false_alarm: float | None = None    # served threshold: best on val with at most this false-alarm rate
     teacher: list[str] | None = None        # distil: learn toward these runs' mean P(fake) (same data and split)
     distill_weight: float = 0.5             # train target = (1 - w) * label + w * the teachers' P(fake)
+    distill_temperature: float = 1.0        # the teachers' mean P(fake) softened: sigmoid(logit(p) / T)
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -470,6 +471,8 @@ def teachers(cfg: TrainConfig, frame: pd.DataFrame) -> list[runs.Run]:
     test image of ``frame``: so none of them trained on an image the student is selected or scored on."""
     if not 0 <= cfg.distill_weight <= 1:
         raise TrainError(f"distill_weight must be in 0..1 (got {cfg.distill_weight})")
+    if not cfg.distill_temperature > 0:
+        raise TrainError(f"distill_temperature must be positive (got {cfg.distill_temperature})")
     held_out = frame[frame["split"].isin(["val", "test"])]
     wanted = set(zip(held_out["split"], held_out["path"].astype(str).map(os.path.abspath), strict=True))
     found = []
@@ -492,9 +495,11 @@ def teachers(cfg: TrainConfig, frame: pd.DataFrame) -> list[runs.Run]:
 
 
 def teacher_targets(teachers_: list[runs.Run], frame: pd.DataFrame, batch_size: int = 64,
-                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """The teachers' mean P(fake) (each as it serves: its input size and mirror averaging, before its
-    temperature) for every row of ``frame``; NaN where a teacher could not read the image."""
+                    progress: Callable[[int, int], None] | None = None, temperature: float = 1.0) -> np.ndarray:
+    """The teachers' mean P(fake) (each as it serves: its input size and mirror averaging, before its own
+    calibration) for every row of ``frame``, softened by ``temperature`` (sigmoid(logit(p) / T): teachers are
+    sure of the images they trained on, so T > 1 keeps which ones they found harder); NaN where a teacher
+    could not read the image."""
     from dfd import evaluate
 
     unique = frame.drop_duplicates("path")
@@ -509,7 +514,8 @@ def teacher_targets(teachers_: list[runs.Run], frame: pd.DataFrame, batch_size: 
                                          run.image_size, batch_size, progress=step)
         probs.append(pred["p_fake"].to_numpy(np.float64))
         done += len(unique)
-    mean = pd.Series(np.mean(probs, axis=0), index=unique["path"].astype(str).to_numpy())
+    mean = pd.Series(evaluate.apply_temperature(np.mean(probs, axis=0), temperature),
+                     index=unique["path"].astype(str).to_numpy())
     return mean.reindex(frame["path"].astype(str)).to_numpy()
 
 
@@ -640,7 +646,8 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         taught = teachers(cfg, frame)
         _phase(progress, 0, cfg.epochs, "the teachers' P(fake) on the train images")
         soft = teacher_targets(taught, train_df, progress=lambda done, total: _phase(
-            progress, 0, cfg.epochs, "the teachers' P(fake) on the train images", done, total))
+            progress, 0, cfg.epochs, "the teachers' P(fake) on the train images", done, total),
+            temperature=cfg.distill_temperature)
         ok = ~np.isnan(soft)
         record.update(teacher_runs=[{"name": t.name, "path": str(t.path), "seed": t.config.get("seed")}
                                     for t in taught],

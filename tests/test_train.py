@@ -305,12 +305,16 @@ def test_distilled_student_learns_from_its_teachers_soft_targets(faces, tmp_path
 
     a = train(_cfg(faces, tmp_path, name="teach0", seed=0))
     b = train(_cfg(faces, tmp_path, name="teach1", seed=1))
-    cfg = _cfg(faces, tmp_path, name="student", seed=2, teacher=["teach0", str(b)], distill_weight=0.5)
+    cfg = _cfg(faces, tmp_path, name="student", seed=2, teacher=["teach0", str(b)], distill_weight=0.5,
+               distill_temperature=2.0)
     train_df = _checked(cfg)[4]
-    soft = teacher_targets([runs.get_run(a), runs.get_run(b)], train_df)
+    soft = teacher_targets([runs.get_run(a), runs.get_run(b)], train_df)  # T = 1: the plain mean
     direct = [evaluate.predict_frame(evaluate.predictor(runs.load_model(r)), train_df, 48)[0]["p_fake"]
               for r in (a, b)]
     np.testing.assert_allclose(soft, np.mean(direct, axis=0), atol=1e-5)
+    softer = teacher_targets([runs.get_run(a), runs.get_run(b)], train_df, temperature=3.0)
+    np.testing.assert_allclose(softer, evaluate.apply_temperature(soft, 3.0), atol=1e-6)
+    assert np.abs(softer - 0.5).max() < np.abs(soft - 0.5).max()
     assert soft.std() > 0.05 and ((soft >= 0.5) == train_df["label"]).mean() >= 0.75, "teachers that learned"
 
     path = train(cfg)
@@ -318,6 +322,7 @@ def test_distilled_student_learns_from_its_teachers_soft_targets(faces, tmp_path
     assert run.status == "complete"
     assert [t["name"] for t in run.config["teacher_runs"]] == ["teach0", "teach1"]
     assert run.config["teacher_agreement"] == round(float(((soft >= 0.5) == train_df["label"]).mean()), 4)
+    assert run.config["distill_temperature"] == 2.0
     metrics = run.metrics()
     assert metrics["val"]["accuracy"] >= 0.75 and metrics["test"]["roc_auc"] >= 0.8, metrics
 
@@ -326,6 +331,8 @@ def test_distilled_student_learns_from_its_teachers_soft_targets(faces, tmp_path
         train(_cfg(faces, tmp_path, name="bad", teacher=[str(fewer)]))
     with pytest.raises(TrainError, match="distill_weight must be in 0..1"):
         train(_cfg(faces, tmp_path, name="bad", teacher=["teach0"], distill_weight=1.5))
+    with pytest.raises(TrainError, match="distill_temperature must be positive"):
+        train(_cfg(faces, tmp_path, name="bad", teacher=["teach0"], distill_temperature=0))
     with pytest.raises(TrainError, match="teacher: .*nobody"):
         train(_cfg(faces, tmp_path, name="bad", teacher=["nobody"]))
     assert not (tmp_path / "bad").exists()
