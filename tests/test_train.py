@@ -323,6 +323,9 @@ def test_distilled_student_learns_from_its_teachers_soft_targets(faces, tmp_path
     assert [t["name"] for t in run.config["teacher_runs"]] == ["teach0", "teach1"]
     assert run.config["teacher_agreement"] == round(float(((soft >= 0.5) == train_df["label"]).mean()), 4)
     assert run.config["distill_temperature"] == 2.0
+    from dfd import card
+
+    assert card.compare([run])["architecture"].iloc[0] == "tiny (distilled from 2 runs)"
     metrics = run.metrics()
     assert metrics["val"]["accuracy"] >= 0.75 and metrics["test"]["roc_auc"] >= 0.8, metrics
 
