@@ -365,6 +365,21 @@ def _accuracy_metric(soft_labels: bool) -> Any:
     return keras.metrics.BinaryAccuracy(name="accuracy")
 
 
+def _auc_metric(soft_labels: bool) -> Any:
+    """Training ROC AUC; with soft labels, against each image's majority label (Keras' AUC takes any label
+    above 0 as positive: distillation's targets, never exactly 0, would leave it no negatives)."""
+    import keras
+
+    if not soft_labels:
+        return keras.metrics.AUC(name="auc")
+
+    class HardLabelAUC(keras.metrics.AUC):
+        def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+            return super().update_state(keras.ops.round(y_true), y_pred, sample_weight)
+
+    return HardLabelAUC(name="auc")
+
+
 def balance_datasets(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """``frame`` with each dataset's rows repeated up to the largest dataset's count (whole copies, then a
     seeded sample without replacement for the rest), so that every dataset weighs the same in an epoch.
@@ -674,9 +689,9 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         extra = {"pretrained": True} if cfg.pretrained else {}
         model = models.build_model(cfg.architecture, image_size, **cfg.arch_kwargs, **extra)
         opt = optimizer(cfg, _learning_rate(cfg, steps), model)
+        soft = bool(augment and augment.mixup) or bool(cfg.teacher)  # soft training labels
         model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(),
-                      metrics=[_accuracy_metric(bool(augment and augment.mixup) or bool(cfg.teacher)),
-                               keras.metrics.AUC(name="auc")])
+                      metrics=[_accuracy_metric(soft), _auc_metric(soft)])
     record.update(params=int(model.count_params()), replicas=replicas, strategy_class=type(strat).__name__,
                   steps_per_epoch=steps, monitor=cfg.monitor)
     runs.write_json_atomic(run_dir / "config.json", record)

@@ -269,6 +269,15 @@ def test_card_sentences_quote_the_runs_files(run):
         bullet = " ".join(bullet[:bullet.index("\n- ")].split())
         caught = round(unseen.loc[name, "recall"] * sd.n)
         assert f"It catches {'none' if caught == 0 else caught} of the {sd.n}" in bullet, (name, caught)
+    table = pd.read_csv(RUN_DIR / "runs_compared.csv").set_index("run")
+
+    def clears_issue_11(row: pd.Series) -> bool:
+        return bool(min(row[f"{d} acc"] - floor for d, floor in ACCURACY_FLOORS.items()) >= 0
+                    and min(row[f"{g} recall"] for _, g in RECALL_FLOORS) >= 0.93
+                    and row["modern-faces-128 false alarms"] <= 0.08)
+
+    assert "On test `lh-v256-tb12-rr-s2` clears every target of issue 11 (its row above), the default does not" in text
+    assert clears_issue_11(table.loc["lh-v256-tb12-rr-s2"]) and not clears_issue_11(table.loc[run.config["name"]])
     noise = pd.read_csv(RUN_DIR / "robustness_by_dataset.csv").query("dataset == 'lfw-faceswap'")
     clean = noise.query("perturbation == 'none'")["recall"].iloc[0]
     strong = noise.query("perturbation == 'noise' and level == 10")["recall"].iloc[0]

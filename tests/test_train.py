@@ -328,6 +328,7 @@ def test_distilled_student_learns_from_its_teachers_soft_targets(faces, tmp_path
     assert card.compare([run])["architecture"].iloc[0] == "tiny (distilled from 2 runs)"
     metrics = run.metrics()
     assert metrics["val"]["accuracy"] >= 0.75 and metrics["test"]["roc_auc"] >= 0.8, metrics
+    assert run.history()["auc"].iloc[-1] >= 0.8, "training ROC AUC against the majority labels"
 
     fewer = train(_cfg(faces, tmp_path, name="fewer", epochs=1, limit=20))
     with pytest.raises(TrainError, match="not validated or tested on .* it may have trained on them"):
