@@ -120,9 +120,13 @@ presets = {CUSTOM: None} | {
     if r.architecture in models.ARCHITECTURES and not r.config.get("members")}
 
 
+DISTILL_FIELDS = ("teacher", "distill_weight", "distill_temperature")  # a command-line step: teachers first
+
+
 def preset_settings(label: str | None) -> dict:
     run = presets.get(label or CUSTOM)
-    return train.settings_of(run.config) if run is not None else {}
+    settings = train.settings_of(run.config) if run is not None else {}
+    return {k: v for k, v in settings.items() if k not in DISTILL_FIELDS}
 
 
 def apply_preset() -> None:
@@ -196,6 +200,12 @@ with st.form("train_form"):
                          help="Never overwrites: an existing name gets 2, 3... appended.")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                                       disabled=busy or index is None)
+if presets[preset] is not None and presets[preset].config.get("teacher"):
+    taught = presets[preset]
+    st.info(f"Run {taught.name} was distilled from {len(taught.config['teacher'])} runs "
+            f"({', '.join(taught.config['teacher'])}). This form trains one run of its recipe, without teachers; "
+            "to distil, train the teachers, then `python -m dfd train ... --teacher RUN...` "
+            "(`python -m dfd train --help`).", icon=":material/info:")
 if fixed or fixed_augment:
     source = presets[preset]
     st.caption(f"Also applied, from the config.json of run **{source.name}** (not editable here):")
