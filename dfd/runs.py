@@ -213,6 +213,12 @@ def _data_base(data_root: str | Path) -> Path:
     return base.parent if base.suffix.lower() == ".csv" or base.is_file() else base
 
 
+def split_seed_of(config: dict[str, Any]) -> int:
+    """Seed of the split of datasets without their own that a run's config.json records (``split_seed``; runs
+    recorded before it existed split by their ``seed``)."""
+    return int(config.get("split_seed", config.get("seed") or 0))
+
+
 def relative_paths(paths: Sequence[str], data_root: str | Path | None) -> list[str]:
     """Image paths as stored in predictions.csv: relative to ``data_root`` (POSIX separators) where they lie
     below it, absolute otherwise."""
@@ -547,9 +553,8 @@ class Run:
 
     @property
     def split_seed(self) -> int:
-        """Seed of the split of datasets without their own (config.json ``split_seed``; runs recorded before it
-        existed split by their ``seed``)."""
-        return int(self.config.get("split_seed", self.config.get("seed") or 0))
+        """Seed of the split of datasets without their own (:func:`split_seed_of`)."""
+        return split_seed_of(self.config)
 
     @property
     def trained_on(self) -> list[str]:

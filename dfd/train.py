@@ -122,7 +122,7 @@ def settings_of(record: dict[str, Any]) -> dict[str, Any]:
             value = bool(value)
         out[f.name] = value
     if "split_seed" not in record and "seed" in record:
-        out["split_seed"] = out["seed"]
+        out["split_seed"] = runs.split_seed_of(record)
     return out
 
 
@@ -446,6 +446,10 @@ def _checked(config: TrainConfig | dict[str, Any]) -> tuple[TrainConfig, int, An
                          f"{', '.join(sorted(models.PRETRAINED_ARCHITECTURES))}")
     if not 0 <= cfg.backbone_lr_scale <= 1:
         raise TrainError(f"backbone_lr_scale must be in 0..1 (got {cfg.backbone_lr_scale})")
+    if not 0 <= cfg.distill_weight <= 1:
+        raise TrainError(f"distill_weight must be in 0..1 (got {cfg.distill_weight})")
+    if not cfg.distill_temperature > 0:
+        raise TrainError(f"distill_temperature must be positive (got {cfg.distill_temperature})")
     image_size = int(cfg.image_size or models.DEFAULT_SIZES[cfg.architecture])
 
     index = index_dataset(cfg.data, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
@@ -481,13 +485,15 @@ def _checked(config: TrainConfig | dict[str, Any]) -> tuple[TrainConfig, int, An
     return cfg, image_size, index, frame, train_df, val_df
 
 
+def _require_complete(run: runs.Run, role: str) -> None:
+    if run.status != runs.COMPLETE or not run.has_model:
+        raise TrainError(f"run {run.name!r} is {run.status}{'' if run.has_model else ' with no model'}: "
+                         f"only complete runs can {role}")
+
+
 def teachers(cfg: TrainConfig, frame: pd.DataFrame) -> list[runs.Run]:
     """The complete runs ``cfg.teacher`` names, each checked to have been validated and tested on every val and
     test image of ``frame``: so none of them trained on an image the student is selected or scored on."""
-    if not 0 <= cfg.distill_weight <= 1:
-        raise TrainError(f"distill_weight must be in 0..1 (got {cfg.distill_weight})")
-    if not cfg.distill_temperature > 0:
-        raise TrainError(f"distill_temperature must be positive (got {cfg.distill_temperature})")
     held_out = frame[frame["split"].isin(["val", "test"])]
     wanted = set(zip(held_out["split"], held_out["path"].astype(str).map(os.path.abspath), strict=True))
     found = []
@@ -496,9 +502,7 @@ def teachers(cfg: TrainConfig, frame: pd.DataFrame) -> list[runs.Run]:
             run = runs.get_run(ref, cfg.runs_dir or None)
         except runs.RunError as exc:
             raise TrainError(f"teacher: {exc}") from exc
-        if run.status != runs.COMPLETE or not run.has_model:
-            raise TrainError(f"teacher run {run.name!r} is {run.status}{'' if run.has_model else ' with no model'}: "
-                             "only complete runs can teach")
+        _require_complete(run, "teach")
         pred = run.predictions()
         seen = set(zip(pred.get("split", []), map(os.path.abspath, pred.get("path", [])), strict=True))
         missing = len(wanted - seen)
@@ -786,9 +790,7 @@ def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path
     if len({r.path.resolve() for r in chosen}) < max(2, len(chosen)):
         raise TrainError("an ensemble needs at least two different runs (each given once)")
     for run in chosen:
-        if run.status != runs.COMPLETE or not run.has_model:
-            raise TrainError(f"run {run.name!r} is {run.status}{'' if run.has_model else ' with no model'}: "
-                             "only complete runs can be ensembled")
+        _require_complete(run, "be ensembled")
     first = chosen[0]
     for key, value in (("image_size", lambda r: r.image_size), ("tta", lambda r: r.tta)):
         seen = {r.name: value(r) for r in chosen}

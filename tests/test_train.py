@@ -295,7 +295,7 @@ def test_ensemble_refuses_members_that_do_not_match(faces, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "broken", "fewer", "small"], "no folder made"
 
 
-def test_distilled_student_learns_from_its_teachers_soft_targets(faces, tmp_path):
+def test_distilled_student_learns_from_its_teachers_soft_targets(faces, tmp_path, monkeypatch):
     """--teacher: the student trains toward (1 - w) * label + w * the teachers' mean P(fake) on the train images;
     teachers that were not validated and tested on the student's val/test images are refused."""
     import numpy as np
@@ -317,9 +317,23 @@ def test_distilled_student_learns_from_its_teachers_soft_targets(faces, tmp_path
     assert np.abs(softer - 0.5).max() < np.abs(soft - 0.5).max()
     assert soft.std() > 0.05 and ((soft >= 0.5) == train_df["label"]).mean() >= 0.75, "teachers that learned"
 
+    from dfd import data
+
+    fed = []  # the labels the training split is streamed with (the real make_dataset still runs)
+    real_make_dataset = data.make_dataset
+
+    def recording(frame, *args, **kw):
+        if kw.get("shuffle"):
+            fed.append(frame.set_index("path")["label"])
+        return real_make_dataset(frame, *args, **kw)
+
+    monkeypatch.setattr(data, "make_dataset", recording)
     path = train(cfg)
+    monkeypatch.undo()
     run = runs.get_run(path)
     assert run.status == "complete"
+    targets = 0.5 * train_df["label"].to_numpy() + 0.5 * evaluate.apply_temperature(soft, 2.0)
+    np.testing.assert_allclose(fed[0].reindex(train_df["path"]).to_numpy(), targets, atol=1e-5)
     assert [t["name"] for t in run.config["teacher_runs"]] == ["teach0", "teach1"]
     assert run.config["teacher_agreement"] == round(float(((soft >= 0.5) == train_df["label"]).mean()), 4)
     assert run.config["distill_temperature"] == 2.0
