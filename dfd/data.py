@@ -44,7 +44,7 @@ _CLASS_NAMES = {"real": REAL, "fake": FAKE, "training_real": REAL, "training_fak
 _PAIR_CLASSES = {"real": REAL, "fake": FAKE}
 _RFF_CLASSES = {"training_real": REAL, "training_fake": FAKE}
 _MAX_DEPTH = 3
-COLUMNS = ["path", "label", "split", "class_name", "dataset", "generator"]
+COLUMNS = ["path", "label", "split", "class_name", "dataset", "generator", "source"]
 # Fakes whose file names say their generator (modern-faces-128: thispersondoesnotexist StyleGAN2 faces are
 # fd_*/fcv_*, Stable Diffusion 2.1 faces sd21_*). A fake in a sub-folder of its class folder
 # (fake/<generator>/x.jpg) is named by that sub-folder. Reals and fakes of unknown origin: "".
@@ -381,6 +381,7 @@ def index_dataset(root: str | Path, *, val_frac: float = 0.15, test_frac: float 
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
     frame["generator"] = generators(frame)
+    frame["source"] = sources(frame)
     frame = frame[COLUMNS]
     if frame.empty:
         raise DatasetError(f"no images found in {root} (layout: {', '.join(sorted({lay for _, lay in found}))}); "
@@ -391,19 +392,32 @@ def index_dataset(root: str | Path, *, val_frac: float = 0.15, test_frac: float 
                         folders=[folder for folder, _ in found])
 
 
+def _class_subfolder(frame: pd.DataFrame, label: int) -> pd.Series:
+    """For rows of ``label`` stored as ``<class folder>/<sub-folder>/<file>``: the sub-folder, lower case."""
+    parts = frame["path"].astype(str).str.rsplit(os.sep, n=3)
+    parents, grand = parts.str[-2].fillna(""), parts.str[-3].fillna("")
+    out = pd.Series("", index=frame.index, dtype=object)
+    if "class_name" in frame:
+        sub = (frame["label"].to_numpy() == label) & (grand == frame["class_name"].astype(str)).to_numpy()
+        out[sub] = parents[sub].str.lower()
+    return out
+
+
 def generators(frame: pd.DataFrame) -> pd.Series:
     """The generator of each fake row as its file name or sub-folder says (:data:`GENERATOR_PREFIXES`, or
     ``<class folder>/<generator>/<file>``); "" for reals and for fakes that do not say."""
-    parts = frame["path"].astype(str).str.rsplit(os.sep, n=3)
-    names, parents, grand = parts.str[-1], parts.str[-2].fillna(""), parts.str[-3].fillna("")
-    out = pd.Series("", index=frame.index, dtype=object)
+    out = _class_subfolder(frame, FAKE)
+    names = frame["path"].astype(str).str.rsplit(os.sep, n=1).str[-1]
     fake = frame["label"].to_numpy() == FAKE
-    if "class_name" in frame:
-        sub = fake & (grand == frame["class_name"].astype(str)).to_numpy()
-        out[sub] = parents[sub].str.lower()
     for prefix, name in GENERATOR_PREFIXES.items():
         out[fake & names.str.startswith(prefix).to_numpy()] = name
     return out
+
+
+def sources(frame: pd.DataFrame) -> pd.Series:
+    """The source of each real row as its sub-folder says (``<class folder>/<source>/<file>``, e.g.
+    web-faces-256's ``real/utkface/``); "" for fakes and for reals that do not say."""
+    return _class_subfolder(frame, REAL)
 
 
 def find_unreadable(paths: Iterable[str]) -> list[tuple[str, str]]:
@@ -439,6 +453,12 @@ class Augment:
     mixup: float = 0.0               # > 0: mix each batch with itself shuffled, weight ~ Beta(mixup, mixup)
     erase_p: float = 0.0             # probability of random erasing: one rectangle set to the image's mean colour
     erase_area: tuple[float, float] = (0.02, 0.15)  # its area as a fraction of the image (aspect 0.3-3.3)
+    resample_p: float = 0.0          # probability of a source-size change: the image brought to a side drawn
+    resample_px: tuple[int, int] = (96, 512)  # log-uniformly from resample_px, then back to the model's size
+    sharpen_p: float = 0.0           # probability of an unsharp mask (amount uniform in sharpen_amount)
+    sharpen_amount: tuple[float, float] = (0.3, 1.2)
+    webp_p: float = 0.0              # probability of WebP re-compression, quality uniform in webp_quality
+    webp_quality: tuple[int, int] = (60, 95)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Augment:
@@ -450,6 +470,14 @@ class Augment:
     def apply(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         import cv2
 
+        if self.resample_p and rng.random() < self.resample_p:
+            lo, hi = np.log(self.resample_px[0]), np.log(self.resample_px[1])
+            side = int(round(float(np.exp(rng.uniform(lo, hi)))))
+            img = imaging.resample(img, side, int(rng.integers(len(imaging.UPSCALERS))))
+        if self.sharpen_p and rng.random() < self.sharpen_p:
+            img = imaging.sharpen(img, float(rng.uniform(*self.sharpen_amount)))
+        if self.webp_p and rng.random() < self.webp_p:
+            img = imaging.webp_recompress(img, int(rng.integers(self.webp_quality[0], self.webp_quality[1] + 1)))
         if self.rescale_p and rng.random() < self.rescale_p:
             img = imaging.rescale(img, float(rng.uniform(*self.rescale_range)))
         if self.jpeg_p and rng.random() < self.jpeg_p:

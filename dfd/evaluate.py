@@ -375,7 +375,7 @@ def predictor(model: Any, image_size: int | None = None, tta: bool = False) -> C
 def predict_frame(predict: Callable[[np.ndarray], np.ndarray], frame: pd.DataFrame, image_size: int,
                   batch_size: int = 64, transform: Callable[[np.ndarray], np.ndarray] | None = None,
                   progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Predictions table (path,label,p_fake,split,dataset) for the rows of an index frame."""
+    """Predictions table (path,label,p_fake,split,dataset,generator,source) for the rows of an index frame."""
     from dfd.data import predict_paths
 
     paths = frame["path"].astype(str).tolist()
@@ -383,7 +383,8 @@ def predict_frame(predict: Callable[[np.ndarray], np.ndarray], frame: pd.DataFra
     out = pd.DataFrame({"path": paths, "label": frame["label"].astype(int).to_numpy(), "p_fake": probs,
                         "split": frame["split"].to_numpy() if "split" in frame else "all",
                         "dataset": frame["dataset"].to_numpy() if "dataset" in frame else "",
-                        "generator": frame["generator"].to_numpy() if "generator" in frame else ""})
+                        "generator": frame["generator"].to_numpy() if "generator" in frame else "",
+                        "source": frame["source"].to_numpy() if "source" in frame else ""})
     return out, errors
 
 

@@ -164,6 +164,44 @@ def rescale(img: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+# Interpolations a web pipeline may enlarge an image with (shrinking is always by area).
+UPSCALERS = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+
+
+def resample(img: np.ndarray, side: int, upscaler: int = 1) -> np.ndarray:
+    """The image as if its source had been ``side`` px: brought to ``side`` (area down, ``UPSCALERS[upscaler]``
+    up) and back to its own size through :func:`resize`, the serving path's resize (size augmentation)."""
+    h, w = img.shape[:2]
+    side = max(8, int(side))
+    inter = cv2.INTER_AREA if side < min(h, w) else UPSCALERS[upscaler % len(UPSCALERS)]
+    moved = cv2.resize(img, (side, side), interpolation=inter)
+    return resize(moved, h) if h == w else cv2.resize(moved, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def at_size(img: np.ndarray, side: int, quality: int = 90) -> np.ndarray:
+    """The image brought to ``side`` x ``side`` (area down, bicubic up) and saved once as JPEG at ``quality``:
+    how the size sweep presents each test image at another source size."""
+    h, w = img.shape[:2]
+    inter = cv2.INTER_AREA if side < min(h, w) else cv2.INTER_CUBIC
+    return jpeg_recompress(cv2.resize(img, (side, side), interpolation=inter), quality)
+
+
+def sharpen(img: np.ndarray, amount: float, sigma: float = 1.0) -> np.ndarray:
+    """Unsharp mask, as photo sites and phones sharpen: ``img + amount * (img - blur(img))``."""
+    if amount <= 0:
+        return img
+    blurred = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma)
+    return cv2.addWeighted(img, 1.0 + amount, blurred, -amount, 0)
+
+
+def webp_recompress(img: np.ndarray, quality: int) -> np.ndarray:
+    """Encode as WebP at ``quality`` (1..100) and decode again."""
+    ok, buf = cv2.imencode(".webp", img[..., ::-1], [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+    if not ok:
+        raise ImageError("WebP encoding failed")
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
 def gaussian_noise(img: np.ndarray, sigma: float, seed: int | np.random.Generator | None = None) -> np.ndarray:
     """Add zero-mean Gaussian noise with standard deviation ``sigma`` (on the 0..255 scale)."""
     if sigma <= 0:

@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     import keras
 
 COMPLETE, INTERRUPTED, FAILED, RUNNING = "complete", "interrupted", "failed", "running"
-PREDICTION_COLUMNS = ["path", "label", "p_fake", "split", "dataset", "generator"]
+PREDICTION_COLUMNS = ["path", "label", "p_fake", "split", "dataset", "generator", "source"]
 TMP_PREFIX = ".tmp-"
 EVALS_DIR, EXPORTS_DIR = "_evals", "_exports"
 RECORD_KINDS = ("evaluate", "robustness", "cross-dataset")
