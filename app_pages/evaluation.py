@@ -106,9 +106,10 @@ st.caption(f"{m['n']:,} images ({m['n_real']:,} real, {m['n_fake']:,} fake)"
            + ". Fake is the positive class; precision and recall are for 'fake'.")
 rates = evaluate.generator_rates(part, threshold)
 if len(rates):
-    st.markdown(f"**Per generator** (threshold {threshold:.2f}): recall on each generator's fakes, and the "
-                "false-alarm rate on the reals of the same dataset")
-    st.dataframe(rates.drop(columns="split").rename(columns={"group": "generator / reals", "caught": "called fake"}),
+    st.markdown(f"**Per generator and real source** (threshold {threshold:.2f}): recall on each generator's "
+                "fakes, and the false-alarm rate on the dataset's reals (\"real\") and on each source of reals")
+    st.dataframe(rates.drop(columns="split").rename(columns={"group": "generator / reals / source",
+                                                             "caught": "called fake"}),
                  hide_index=True, column_config={"rate": st.column_config.NumberColumn(format="%.3f")})
 
 # ---------------------------------------------------------------------------------------------- confusion
@@ -184,6 +185,28 @@ else:
             fig.update_xaxes(title={"blur": "blur sigma (px)", "noise": "noise std (0..255)"}.get(kind, "level"))
         col.plotly_chart(fig, key=f"rob_{kind}")
     st.dataframe(views.for_display(rob), hide_index=True, key="rob_table")
+
+# ---------------------------------------------------------------------------------------------- face sizes
+st.subheader("Face size")
+sizes, found = _shared.record_table(run, "sizes", "sizes.csv", "Size sweep from", "sizes_source", run.sizes)
+if sizes.empty:
+    st.caption("No size sweep for this run. Make one with "
+               f"`python -m dfd sizes {run.name} <folder>` (each test face at 96 to 512 px).")
+else:
+    st.caption(f"From {found[-1].label if found else 'the run folder (sizes.csv)'}: each test image brought to each "
+               "source size (area down, bicubic up, saved once as JPEG q90), then judged as served, at the run's "
+               "threshold. A detector that learned one size of face may lose its fakes at another.")
+    curves = views.size_curves(sizes)
+    measure = st.segmented_control("Measure", list(curves), default=next(iter(curves)), key="sizes_measure") \
+        or next(iter(curves))
+    data = curves[measure]
+    fig = px.line(data, x="px", y="rate", color="line", markers=True, hover_data=["n"],
+                  labels={"px": "source size (px)", "rate": measure, "line": ""})
+    fig.update_layout(height=340, margin=dict(t=20, b=10), yaxis_range=[0, 1.02])
+    fig.update_xaxes(type="log", tickvals=sorted(data["px"].unique()))
+    st.plotly_chart(fig, key="sizes_chart")
+    st.caption("The table has every figure, native size (0) included.")
+    st.dataframe(views.for_display(sizes), hide_index=True, key="sizes_table")
 
 # ---------------------------------------------------------------------------------------------- across datasets
 st.subheader("Across datasets")

@@ -7,7 +7,7 @@ A model card (``models/README.md``) quotes its tables between markers::
     <!-- /dfd-card:datasets -->
 
 :func:`sections` renders every table from the run folder (predictions.csv, calibration.json, robustness.csv,
-robustness_by_dataset.csv, cross_dataset.csv, tflite.json, runs_compared.csv); ``python -m dfd card RUN``
+robustness_by_dataset.csv, cross_dataset.csv, sizes.csv, tflite.json, runs_compared.csv); ``python -m dfd card RUN``
 prints them, ``python -m dfd card RUN --fill CARD`` prints the card with its tables remade, and
 ``python -m dfd card RUN --check CARD`` (and the tests) compare a card with them cell by cell, so a card cannot
 drift from its run. Served figures are at the run's own threshold on calibrated P(fake),
@@ -27,7 +27,15 @@ import pandas as pd
 from dfd import evaluate, runs
 
 MARK = re.compile(r"<!-- dfd-card:(?P<name>[a-z_]+) -->\n(?P<body>.*?)<!-- /dfd-card:(?P=name) -->", re.S)
-GENERATOR_NAMES = {"stylegan2": "StyleGAN2 (thispersondoesnotexist)", "sd2.1": "Stable Diffusion 2.1"}
+GENERATOR_NAMES = {"stylegan2": "StyleGAN2 (thispersondoesnotexist)", "sd2.1": "Stable Diffusion 2.1",
+                   "flux1-dev": "Flux.1-dev", "sdxl": "SDXL (RealVisXL)"}
+
+
+def _group_name(group: str, kind: str) -> str:
+    """A generator_rates group as the card names it: "reals", "reals: <source>" or the generator's name."""
+    if group == "real":
+        return "reals"
+    return f"reals: {group}" if kind == "false alarm" else GENERATOR_NAMES.get(group, group)
 
 
 def _f3(v: Any) -> str:
@@ -63,11 +71,12 @@ def datasets_table(run: runs.Run, split: str = "test") -> pd.DataFrame:
 
 
 def generators_table(run: runs.Run, split: str = "test") -> pd.DataFrame:
-    """Per dataset whose fakes name their generator: recall per generator and false alarms on its reals."""
+    """Per dataset whose fakes name their generator or whose reals name their source: recall per generator,
+    false alarms on its reals and on each real source's."""
     rates = evaluate.generator_rates(served(run, split), run.threshold)
     return pd.DataFrame({
         "dataset": rates["dataset"],
-        "images": rates["group"].map(lambda g: "reals" if g == "real" else GENERATOR_NAMES.get(g, g)),
+        "images": [_group_name(g, k) for g, k in zip(rates["group"], rates["kind"], strict=True)],
         "measure": rates["kind"], "rate": rates["rate"].map(_f3),
         "called fake / n": [f"{c} / {n}" for c, n in zip(rates["caught"], rates["n"], strict=True)]})
 
@@ -102,6 +111,20 @@ def robustness_by_dataset_table(run: runs.Run) -> pd.DataFrame:
 
 def cross_dataset_table(run: runs.Run) -> pd.DataFrame:
     return _csv_table(run.path / "cross_dataset.csv", ("accuracy", "roc_auc", "recall", "false_alarm"))
+
+
+def sizes_table(run: runs.Run) -> pd.DataFrame:
+    """sizes.csv (``python -m dfd sizes``): each measure at native size and at each source size, a column each."""
+    path = run.path / "sizes.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    table = pd.read_csv(path)
+    table["size"] = table["size"].map(lambda v: "native" if int(v) == 0 else f"{int(v)} px")
+    table["images"] = [g if g in ("all", "fakes", "reals") else _group_name(g, k)
+                       for g, k in zip(table["group"], table["measure"], strict=True)]
+    wide = table.pivot_table(index=["dataset", "images", "measure"], columns="size", values="rate", sort=False)
+    order = ["native", *sorted((c for c in wide.columns if c != "native"), key=lambda c: int(c.split()[0]))]
+    return wide[order].reset_index().rename_axis(columns=None).map(lambda v: v if isinstance(v, str) else _f3(v))
 
 
 def tflite_table(run: runs.Run) -> pd.DataFrame:
@@ -154,7 +177,7 @@ def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.Da
             row[f"{dataset} false alarms"] = _f3(o["false_alarm"])
         for r in evaluate.generator_rates(pred, run.threshold).itertuples():
             if r.group != "real":
-                row[f"{r.group} recall"] = _f3(r.rate)
+                row[f"{r.group} {'false alarms' if r.kind == 'false alarm' else 'recall'}"] = _f3(r.rate)
         rows.append(row)
     return pd.DataFrame(rows).fillna("-")
 
@@ -162,7 +185,7 @@ def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.Da
 SECTIONS: dict[str, Callable[[runs.Run], pd.DataFrame]] = {
     "datasets": datasets_table, "generators": generators_table, "calibration": calibration_table,
     "robustness": robustness_table, "robustness_by_dataset": robustness_by_dataset_table,
-    "cross_dataset": cross_dataset_table, "tflite": tflite_table, "runs_compared": runs_compared_table,
+    "cross_dataset": cross_dataset_table, "sizes": sizes_table, "tflite": tflite_table, "runs_compared": runs_compared_table,
 }
 
 

@@ -1,6 +1,7 @@
 """The command line: ``python -m dfd <command>``. Thin: parse arguments, call one library function, print.
 
-Commands: demo, index, train, ensemble, calibrate, evaluate, predict, runs, robustness, cross-dataset, export
+Commands: demo, index, train, ensemble, calibrate, evaluate, predict, runs, robustness, sizes, cross-dataset,
+export
 (``python -m dfd <command> --help``; installed with pip, the same as ``dfd <command>``). Runs are looked up
 in the shipped ``models/`` and the user runs folder; everything a command writes goes to the user runs
 folder (``--runs-dir``, default ``$DFD_RUNS_DIR`` or ``runs/``), never to ``models/`` (see :mod:`dfd.runs`).
@@ -556,6 +557,30 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sizes(args: argparse.Namespace) -> int:
+    from dfd import evaluate
+
+    run = _run(args.run, args.runs_dir)
+    _existing(args.data, "dataset folder")
+    _import_tensorflow_quietly()
+    sizes = tuple(args.sizes)
+    bar = _bar(None, f"sizes {run.name}", "img")
+    try:
+        folder = evaluate.size_sweep(run, args.data, split=args.split, limit=args.limit, sizes=sizes,
+                                     batch_size=args.batch_size, tag=args.tag, progress=_counter(bar))
+    finally:
+        bar.close()
+    table = pd.read_csv(folder / "sizes.csv")
+    wide = table.assign(size=table["size"].map(lambda v: "native" if v == 0 else f"{v} px")).pivot_table(
+        index=["dataset", "group", "measure"], columns="size", values="rate", sort=False)
+    wide = wide[["native", *[f"{v} px" for v in sizes]]].reset_index()
+    print(f"run {run.name} at its threshold {_fmt(run.threshold)}; each image brought to each size "
+          "(area down, bicubic up, JPEG q90), then judged as served:")
+    print(_table(wide))
+    print(folder)
+    return 0
+
+
 def cmd_cross_dataset(args: argparse.Namespace) -> int:
     from dfd import evaluate
 
@@ -850,6 +875,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "on) and robustness.json. --limit is per dataset.")
     _run_and_data(p)
     p.set_defaults(func=cmd_robustness)
+
+    from dfd import imaging
+
+    p = sub.add_parser("sizes", formatter_class=_Formatter, help="accuracy when faces arrive at other sizes",
+                       description="Score a run on a split with each image as it is and brought to each of --sizes "
+                                   "px (area down, bicubic up, one JPEG q90), then judged through the served path; "
+                                   "writes a new evaluation record <runs dir>/_evals/<run>/sizes/<tag>/ with "
+                                   "sizes.csv: per size and dataset, accuracy, recall and false alarms, recall per "
+                                   "generator and false alarms per real source. --limit is per dataset.")
+    _run_and_data(p)
+    p.add_argument("--sizes", type=int, nargs="+", default=list(imaging.SIZE_SWEEP), metavar="PX",
+                   help="source sizes to try (besides native)")
+    p.set_defaults(func=cmd_sizes)
 
     p = sub.add_parser("cross-dataset", formatter_class=_Formatter, help="score runs on every dataset, in and out of domain",
                        description="Score each run on each dataset's split under DATA (e.g. models trained on some "

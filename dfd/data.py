@@ -593,17 +593,23 @@ def _mixer(alpha: float, seed: int) -> Callable[[Any, Any], tuple[Any, Any]]:
 
 def predict_paths(predict_batch: Callable[[np.ndarray], np.ndarray], paths: list[str], image_size: int,
                   batch_size: int = 32, transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, dict[str, str]]:
+                  progress: Callable[[int, int], None] | None = None,
+                  source_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                  ) -> tuple[np.ndarray, dict[str, str]]:
     """P(fake) for each path (NaN where unreadable) and {path: reason} for the unreadable ones.
 
-    ``transform`` (uint8 RGB -> uint8 RGB, e.g. a perturbation) is applied after resizing, before the model.
+    ``transform`` (uint8 RGB -> uint8 RGB, e.g. a perturbation) is applied after resizing, before the model;
+    ``source_transform`` to the decoded image before resizing (e.g. the image at another source size).
     Decoding runs on a thread pool (PIL and OpenCV release the GIL) while the model works.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     def load(p: str) -> np.ndarray | str:
         try:
-            return imaging.decode(p, image_size, transform)
+            img = imaging.load_image(p)
+            if source_transform is not None:
+                img = source_transform(img)
+            return imaging.prepare(img, image_size, transform)
         except imaging.ImageError as exc:
             return str(exc)
 

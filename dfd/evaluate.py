@@ -98,12 +98,13 @@ def metrics(pred: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
 
 
 def generator_rates(pred: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
-    """Per split and dataset, for every dataset whose fakes name their generator: the recall on each
-    generator's fakes and the false-alarm rate on the reals, at ``threshold``. Columns split, dataset,
-    group ("real" or the generator), kind ("false alarm" or "recall"), n, rate, caught (fakes called fake or
-    reals called fake). The generator comes from the predictions' ``generator`` column, else from the paths
-    (:func:`dfd.data.generators`)."""
-    from dfd.data import generators
+    """Per split and dataset, for every dataset whose fakes name their generator or whose reals name their
+    source: the recall on each generator's fakes, the false-alarm rate on all its reals ("real") and on each
+    real source's, at ``threshold``. Columns split, dataset, group ("real", a generator or a real source),
+    kind ("false alarm" or "recall"), n, rate, caught (fakes called fake or reals called fake). Generator and
+    source come from the predictions' ``generator`` and ``source`` columns, else from the paths
+    (:func:`dfd.data.generators`, :func:`dfd.data.sources`)."""
+    from dfd.data import generators, sources
 
     columns = ["split", "dataset", "group", "kind", "n", "rate", "caught"]
     y, p = _valid(pred)
@@ -112,16 +113,28 @@ def generator_rates(pred: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     ok = pred.loc[np.isfinite(pd.to_numeric(pred["p_fake"], errors="coerce").to_numpy(np.float64))]
     ok = ok.reset_index(drop=True)
     gen = ok["generator"].fillna("").astype(str) if "generator" in ok else generators(ok)
-    table = pd.DataFrame({"split": ok.get("split", "all"),
-                          "dataset": ok.get("dataset", ""),
-                          "group": np.where(y == 0, "real", gen.to_numpy()), "called_fake": p >= threshold})
-    named = table[table["group"] != ""].groupby(["split", "dataset"])["group"].transform(lambda g: (g != "real").any())
-    table = table[(table["group"] != "") & named.reindex(table.index, fill_value=False).astype(bool)]
+    src = ok["source"].fillna("").astype(str) if "source" in ok else sources(ok)
+    table = pd.DataFrame({"split": ok.get("split", "all"), "dataset": ok.get("dataset", ""),
+                          "group": np.where(y == 0, "real", gen.to_numpy()), "source": src.to_numpy(),
+                          "called_fake": p >= threshold})
+    named = (table["group"] != "real") & (table["group"] != "") | (table["source"] != "")
+    keep = named.groupby([table["split"], table["dataset"]]).transform("any").astype(bool)
+    table = table[keep & (table["group"] != "")]
     if table.empty:
         return pd.DataFrame(columns=columns)
-    out = table.groupby(["split", "dataset", "group"], sort=True)["called_fake"].agg(["size", "sum"]).reset_index()
-    out.columns = ["split", "dataset", "group", "n", "caught"]
-    out["kind"] = np.where(out["group"] == "real", "false alarm", "recall")
+    by_source = table[(table["group"] == "real") & (table["source"] != "")].assign(group=lambda t: t["source"])
+    parts = []
+    for part, kind in ((table, None), (by_source, "false alarm")):
+        if part.empty:
+            continue
+        out = part.groupby(["split", "dataset", "group"], sort=True)["called_fake"].agg(["size", "sum"]).reset_index()
+        out.columns = ["split", "dataset", "group", "n", "caught"]
+        out["kind"] = kind or np.where(out["group"] == "real", "false alarm", "recall")
+        parts.append(out)
+    out = pd.concat(parts, ignore_index=True)
+    # Per dataset: its reals, then each real source, then each generator.
+    out["order"] = np.where(out["group"] == "real", 0, np.where(out["kind"] == "false alarm", 1, 2))
+    out = out.sort_values(["split", "dataset", "order", "group"], kind="stable")
     out["rate"] = out["caught"] / out["n"]
     return out[columns].reset_index(drop=True)
 
@@ -223,22 +236,48 @@ def fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def best_threshold(y: np.ndarray, p: np.ndarray, max_false_alarm: float | None = None) -> float:
+def best_threshold(y: np.ndarray, p: np.ndarray, max_false_alarm: float | None = None,
+                   groups: list[np.ndarray] | None = None) -> float:
     """The threshold maximising accuracy (ties: the one nearest 0.5), midway between neighbouring scores.
     With ``max_false_alarm``, only thresholds that call at most that fraction of the reals fake are
-    considered (a false alarm costs a real person; the tool should not cry "fake" at ordinary photos)."""
+    considered (a false alarm costs a real person; the tool should not cry "fake" at ordinary photos): of all
+    the reals, and with ``groups`` (label arrays, a label per row; "" for none) of each group's reals too, e.g.
+    each dataset's and each real source's (:func:`false_alarm_groups`). When no threshold meets every cap,
+    those with the least excess over the caps are taken."""
     if len(y) == 0 or len(np.unique(y)) < 2:
         return 0.5
+    y, p = np.asarray(y), np.asarray(p)
     s = np.unique(p)
     candidates = np.concatenate([[0.5], (s[:-1] + s[1:]) / 2, [s[0] - EPS, s[-1] + EPS]])
     candidates = np.clip(candidates, 0.0, 1.0)
     if max_false_alarm is not None:
-        reals = np.sort(np.asarray(p)[np.asarray(y) == 0])
-        false_alarm = 1.0 - np.searchsorted(reals, candidates, side="left") / max(len(reals), 1)
-        candidates = candidates[false_alarm <= max_false_alarm + 1e-12]
+        pools = [p[y == 0]]
+        for labels in groups or []:
+            g = np.asarray(labels, dtype=object).astype(str)
+            pools += [p[(y == 0) & (g == name)] for name in sorted(set(g[y == 0]) - {""})]
+        excess = np.zeros(len(candidates))
+        for reals in pools:
+            if len(reals):
+                reals = np.sort(reals)
+                rate = 1.0 - np.searchsorted(reals, candidates, side="left") / len(reals)
+                excess = np.maximum(excess, rate - max_false_alarm)
+        candidates = candidates[excess <= max(float(excess.min()), 0.0) + 1e-12]
     acc = np.array([np.mean((p >= t) == y) for t in candidates])
     best = np.flatnonzero(acc >= acc.max() - 1e-12)
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
+
+
+def false_alarm_groups(pred: pd.DataFrame) -> list[np.ndarray]:
+    """The groups of reals the served threshold's false-alarm cap holds for, besides the pool: each
+    dataset's reals and each real source's (``dataset/source``), as label arrays for :func:`best_threshold`."""
+    dataset = pred["dataset"].fillna("").astype(str).to_numpy() if "dataset" in pred else np.full(len(pred), "")
+    if "source" in pred:
+        source = pred["source"].fillna("").astype(str).to_numpy()
+    else:
+        from dfd.data import sources
+
+        source = sources(pred).to_numpy().astype(str)
+    return [dataset, np.where(source != "", np.char.add(np.char.add(dataset.astype(str), "/"), source), "")]
 
 
 def calibrate(run: runs.Run | str | Path, split: str = "val", max_false_alarm: float | None = None, *,
@@ -261,10 +300,16 @@ def calibrate(run: runs.Run | str | Path, split: str = "val", max_false_alarm: f
                               "calibrate on")
     t = fit_temperature(y, p)
     q = apply_temperature(p, t)
-    thr = best_threshold(y, q, max_false_alarm)
+    valid = (np.isfinite(pd.to_numeric(part["p_fake"], errors="coerce").to_numpy(np.float64))
+             & np.isfinite(pd.to_numeric(part["label"], errors="coerce").to_numpy(np.float64)))
+    groups = [g[valid] for g in false_alarm_groups(part)]
+    thr = best_threshold(y, q, max_false_alarm, groups)
+    by_group = {str(name): float(np.mean(q[(y == 0) & (g == name)] >= thr))
+                for g in groups for name in sorted(set(g[y == 0].astype(str)) - {""})}
     result: dict[str, Any] = {
         "temperature": t, "threshold": thr, "fitted_on": split, "n": int(len(y)),
         "max_false_alarm": max_false_alarm, "false_alarm_at_threshold": float(np.mean(q[y == 0] >= thr)),
+        "false_alarm_by_group": by_group,
         "ece_before": expected_calibration_error(y, p), "ece_after": expected_calibration_error(y, q),
         "accuracy_at_threshold": float(np.mean((q >= thr) == y)),
     }
@@ -374,12 +419,15 @@ def predictor(model: Any, image_size: int | None = None, tta: bool = False) -> C
 
 def predict_frame(predict: Callable[[np.ndarray], np.ndarray], frame: pd.DataFrame, image_size: int,
                   batch_size: int = 64, transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+                  progress: Callable[[int, int], None] | None = None,
+                  source_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                  ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Predictions table (path,label,p_fake,split,dataset,generator,source) for the rows of an index frame."""
     from dfd.data import predict_paths
 
     paths = frame["path"].astype(str).tolist()
-    probs, errors = predict_paths(predict, paths, image_size, batch_size, transform=transform, progress=progress)
+    probs, errors = predict_paths(predict, paths, image_size, batch_size, transform=transform, progress=progress,
+                                  source_transform=source_transform)
     out = pd.DataFrame({"path": paths, "label": frame["label"].astype(int).to_numpy(), "p_fake": probs,
                         "split": frame["split"].to_numpy() if "split" in frame else "all",
                         "dataset": frame["dataset"].to_numpy() if "dataset" in frame else "",
@@ -498,6 +546,62 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
         runs.write_json_atomic(folder / "robustness.json", {**info, "rows": table.to_dict(orient="records")})
 
     return _record(run, "robustness", tag or _default_tag(data_root, split), info, write)
+
+
+SIZE_SWEEP: tuple[int, ...] = imaging.SIZE_SWEEP
+SIZES_COLUMNS = ["size", "dataset", "domain", "group", "measure", "n", "rate"]
+
+
+def size_rows(pred: pd.DataFrame, threshold: float, size: int) -> list[dict[str, Any]]:
+    """Rows of a size sweep for one size (0: native) from served predictions: per dataset its accuracy, recall on
+    its fakes and false alarms on its reals, then recall per generator and false alarms per real source."""
+    rows = []
+    for dataset, part in pred.groupby("dataset", sort=True):
+        o = outcome_row(metrics(part, threshold))
+        n_real, n_fake = int((part["label"] == 0).sum()), int((part["label"] == 1).sum())
+        rows += [{"size": size, "dataset": dataset, "group": "all", "measure": "accuracy", "n": o["n"],
+                  "rate": o["accuracy"]},
+                 {"size": size, "dataset": dataset, "group": "fakes", "measure": "recall", "n": n_fake,
+                  "rate": o["recall"] if n_fake else None},
+                 {"size": size, "dataset": dataset, "group": "reals", "measure": "false alarm", "n": n_real,
+                  "rate": o["false_alarm"]}]
+    rates = generator_rates(pred, threshold)
+    for r in rates[rates["group"] != "real"].itertuples(index=False):
+        rows.append({"size": size, "dataset": r.dataset, "group": r.group, "measure": r.kind, "n": int(r.n),
+                     "rate": float(r.rate)})
+    return rows
+
+
+def size_sweep(run: runs.Run | str | Path, data_root: str | Path, split: str = "test", limit: int | None = None,
+               *, sizes: tuple[int, ...] = SIZE_SWEEP, batch_size: int = 64, tag: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Path:
+    """The verdicts at other source sizes: each image of ``split`` judged as it is ("native", size 0) and
+    brought to each of ``sizes`` px (area down, bicubic up, saved once as JPEG q90:
+    :func:`dfd.imaging.at_size`), then through the served path (the model's resize, temperature, threshold).
+    Writes a new evaluation record (``<user runs>/_evals/<run>/sizes/<tag>/``) with ``sizes.csv``
+    (:data:`SIZES_COLUMNS`: per size and dataset, accuracy, recall and false alarms; recall per generator
+    and false alarms per real source) and returns its folder. ``limit`` is per dataset (stratified)."""
+    run = runs.get_run(run)
+    frame = _select(data_root, split, None)
+    frame = pd.concat([_stratified_limit(g, limit) for _, g in frame.groupby("dataset")], ignore_index=True)
+    predict = predictor(runs.load_model(run), run.image_size, tta=run.tta)
+    n = len(frame)
+    total, rows = n * (len(sizes) + 1), []
+    for i, size in enumerate((0, *sizes)):
+        counted = None if progress is None else (lambda d, _t, base=i * n: progress(base + d, total))
+        moved = None if size == 0 else (lambda img, px=size: imaging.at_size(img, px))
+        pred, _ = predict_frame(predict, frame, run.image_size, batch_size, progress=counted,
+                                source_transform=moved)
+        pred["p_fake"] = apply_temperature(pred["p_fake"].to_numpy(), run.temperature)
+        rows += size_rows(pred, run.threshold, size)
+    table = pd.DataFrame(rows)
+    table.insert(2, "domain", [domain_of(run, d) for d in table["dataset"]])
+    info = _source(run, data_root, split, limit, sizes=list(sizes), n_images=len(frame))
+
+    def write(folder: Path) -> None:
+        runs.write_csv_atomic(folder / "sizes.csv", table[SIZES_COLUMNS])
+
+    return _record(run, "sizes", tag or _default_tag(data_root, split), info, write)
 
 
 CROSS_COLUMNS = ["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc", "recall", "false_alarm"]

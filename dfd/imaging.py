@@ -178,6 +178,10 @@ def resample(img: np.ndarray, side: int, upscaler: int = 1) -> np.ndarray:
     return resize(moved, h) if h == w else cv2.resize(moved, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+SIZE_SWEEP = (96, 128, 192, 256, 384, 512)
+"""The source sizes (px) of the size sweep (``python -m dfd sizes``): a face as the web leaves it."""
+
+
 def at_size(img: np.ndarray, side: int, quality: int = 90) -> np.ndarray:
     """The image brought to ``side`` x ``side`` (area down, bicubic up) and saved once as JPEG at ``quality``:
     how the size sweep presents each test image at another source size."""

@@ -21,17 +21,18 @@ A run folder ``<name>/`` holds ``config.json`` (everything to reproduce the run)
 from predictions.csv), ``bad_files.csv`` and ``calibration.json`` (temperature, threshold: the served
 threshold). A shipped run may also hold its own evidence files, copied in when it was shipped:
 ``robustness.csv``, ``robustness_by_dataset.csv``, ``robustness.json`` (from ``python -m dfd robustness``)
-and ``cross_dataset.csv`` (from ``python -m dfd cross-dataset``). :data:`EVIDENCE_FILES` names every file a
-command writes.
+``cross_dataset.csv`` (from ``python -m dfd cross-dataset``) and ``sizes.csv`` (from ``python -m dfd sizes``).
+:data:`EVIDENCE_FILES` names every file a command writes.
 
-Evaluation records: evaluating a run never changes its folder. Each ``evaluate``, ``robustness`` or
-``cross-dataset`` of run ``<run>`` (shipped or not) is a new folder ::
+Evaluation records: evaluating a run never changes its folder. Each ``evaluate``, ``robustness``,
+``cross-dataset`` or ``sizes`` of run ``<run>`` (shipped or not) is a new folder ::
 
-    <user runs>/_evals/<run>/<kind>/<tag>/     kind: evaluate | robustness | cross-dataset
+    <user runs>/_evals/<run>/<kind>/<tag>/     kind: evaluate | robustness | cross-dataset | sizes
         record.json                            what made it: kind, run, data, split, limit, threshold, when
         predictions.csv, metrics.json, errors.csv            (evaluate)
         robustness.csv, robustness_by_dataset.csv, robustness.json   (robustness)
         cross_dataset.csv                                    (cross-dataset)
+        sizes.csv                                            (sizes)
 
 ``<tag>`` defaults to ``<data folder>-<split>`` and is never reused (``tag2``, ``tag3``...). Exports go to
 ``<user runs>/_exports/<run>/`` unless ``--out`` says otherwise. :meth:`Run.records` lists a run's evidence
@@ -76,7 +77,7 @@ COMPLETE, INTERRUPTED, FAILED, RUNNING = "complete", "interrupted", "failed", "r
 PREDICTION_COLUMNS = ["path", "label", "p_fake", "split", "dataset", "generator", "source"]
 TMP_PREFIX = ".tmp-"
 EVALS_DIR, EXPORTS_DIR = "_evals", "_exports"
-RECORD_KINDS = ("evaluate", "robustness", "cross-dataset")
+RECORD_KINDS = ("evaluate", "robustness", "cross-dataset", "sizes")
 # Every file a dfd command writes into a run folder or an evaluation record, by the command that writes it.
 EVIDENCE_FILES: dict[str, tuple[str, ...]] = {
     "train": ("config.json", "status.json", "history.csv", "model.keras", "predictions.csv", "metrics.json",
@@ -87,12 +88,13 @@ EVIDENCE_FILES: dict[str, tuple[str, ...]] = {
     "evaluate": ("record.json", "predictions.csv", "metrics.json", "errors.csv"),
     "robustness": ("record.json", "robustness.csv", "robustness_by_dataset.csv", "robustness.json"),
     "cross-dataset": ("record.json", "cross_dataset.csv"),
+    "sizes": ("record.json", "sizes.csv"),
     "export": ("model_float32.tflite", "model_int8.tflite", "export.json"),
     "card --compare RUN... --csv runs_compared.csv": ("runs_compared.csv",),
     "bench/tflite.py RUN --record DIR": ("tflite.json",),
 }
 # The evidence a shipped run may carry in its own folder (copied from a record when the run was shipped).
-OWN_EVIDENCE = {"robustness": "robustness.csv", "cross-dataset": "cross_dataset.csv"}
+OWN_EVIDENCE = {"robustness": "robustness.csv", "cross-dataset": "cross_dataset.csv", "sizes": "sizes.csv"}
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -595,6 +597,11 @@ class Run:
         found = self.records("robustness")
         return found[-1].csv("robustness.csv") if found else pd.DataFrame()
 
+    def sizes(self) -> pd.DataFrame:
+        """The newest size sweep (dfd.evaluate.size_sweep; a record if there is one, else the run's sizes.csv)."""
+        found = self.records("sizes")
+        return found[-1].csv("sizes.csv") if found else pd.DataFrame()
+
     def cross_dataset(self) -> pd.DataFrame:
         """The newest cross-dataset table (dfd.evaluate.cross_dataset): runs x datasets, in/out of domain."""
         found = self.records("cross-dataset")
@@ -743,8 +750,8 @@ def load_model(run: Run | str | Path, root: str | Path | None = None) -> keras.M
 
 
 # Files a run's copy leaves out: evidence measured on the original (at its calibration), and exports.
-_NOT_COPIED = ("robustness.csv", "robustness_by_dataset.csv", "robustness.json", "cross_dataset.csv", "evals",
-               "tflite.json", "runs_compared.csv",
+_NOT_COPIED = ("robustness.csv", "robustness_by_dataset.csv", "robustness.json", "cross_dataset.csv", "sizes.csv",
+               "evals", "tflite.json", "runs_compared.csv",
                "model_float32.tflite", "model_int8.tflite", "export.json")
 
 

@@ -94,3 +94,25 @@ def for_display(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
             out[col] = [MISSING if v is None or (np.ndim(v) == 0 and pd.isna(v)) else v
                         for v in values.astype(object)]
     return out
+
+
+def size_curves(sizes: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """sizes.csv (dfd.evaluate.size_sweep) as lines to draw over source size, by measure: accuracy per dataset,
+    recall per generator (a dataset's fakes where they name none), false alarms per real source (a dataset's
+    reals where they name none). Each frame: px, rate, n, line; native size (0) left out."""
+    if sizes is None or sizes.empty:
+        return {}
+    t = sizes[sizes["size"].astype(int) > 0].assign(px=lambda f: f["size"].astype(int))
+    named = t[~t["group"].isin(["all", "fakes", "reals"])]
+    has_gen = set(named.loc[named["measure"] == "recall", "dataset"])
+    has_src = set(named.loc[named["measure"] == "false alarm", "dataset"])
+    acc = t[t["group"] == "all"].assign(line=lambda f: f["dataset"])
+    rec = t[(t["measure"] == "recall") & ~((t["group"] == "fakes") & t["dataset"].isin(has_gen))]
+    fa = t[(t["measure"] == "false alarm") & ~((t["group"] == "reals") & t["dataset"].isin(has_src))]
+    out = {}
+    for label, part in (("accuracy", acc), ("recall per generator", rec), ("false alarms per real source", fa)):
+        part = part.assign(line=[d if g in ("all", "fakes", "reals") else f"{d} / {g}"
+                                 for d, g in zip(part["dataset"], part["group"], strict=True)])
+        if len(part):
+            out[label] = part[["px", "rate", "n", "line"]].dropna(subset=["rate"]).reset_index(drop=True)
+    return out

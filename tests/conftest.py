@@ -13,6 +13,7 @@ FACES_140K = SHARED_DATA / "faces-140k-mini"
 LFW = SHARED_DATA / "lfw-faceswap"
 RFF = SHARED_DATA / "real-and-fake-face"
 MODERN = SHARED_DATA / "modern-faces-128"
+WEB = SHARED_DATA / "web-faces-256"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,3 +43,8 @@ def rff() -> Path:
 @pytest.fixture(scope="session")
 def modern() -> Path:
     return need(MODERN)
+
+
+@pytest.fixture(scope="session")
+def web() -> Path:
+    return need(WEB)

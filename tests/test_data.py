@@ -102,13 +102,26 @@ def test_stable_split_ignores_listing_order(rff: Path) -> None:
         data.stable_split(names, labels, 0.6, 0.5)
 
 
-def test_whole_shared_folder_indexes_all_four(faces140k: Path, lfw: Path, rff: Path, modern: Path) -> None:
+def test_whole_shared_folder_indexes_all_five(faces140k: Path, lfw: Path, rff: Path, modern: Path,
+                                              web: Path) -> None:
     index = data.index_dataset(faces140k.parent)
     assert index.layout == "mixed"
     per_set = index.frame["dataset"].value_counts().to_dict()
     assert per_set == {"faces-140k-mini": 1900, "lfw-faceswap": 4000, "real-and-fake-face": 2041,
-                       "modern-faces-128": 6000}
-    assert _counts(index)["train"] == (650 + 1500 + 757 + 2000, 650 + 1500 + 672 + 2800)
+                       "modern-faces-128": 6000, "web-faces-256": 3198}
+    assert _counts(index)["train"] == (650 + 1500 + 757 + 2000 + 827, 650 + 1500 + 672 + 2800 + 1378)
+
+
+def test_web_faces_fakes_name_their_generator_and_reals_their_source(web: Path) -> None:
+    frame = data.index_dataset(web).frame
+    fakes, reals = frame[frame["label"] == 1], frame[frame["label"] == 0]
+    assert fakes["generator"].value_counts().to_dict() == {"sdxl": 787 + 159 + 177, "flux1-dev": 591 + 130 + 140}
+    assert (fakes["source"] == "").all() and (reals["generator"] == "").all()
+    assert set(reals["source"]) == {"pixabay", "video-frames", "utkface"}
+    # each real's source is the sub-folder it sits in
+    assert all(Path(p).parent.name == s for p, s in zip(reals["path"], reals["source"], strict=True))
+    assert reals.groupby("split")["source"].value_counts()["test"].to_dict() == {
+        "utkface": 82, "pixabay": 58, "video-frames": 44}
 
 
 def test_generator_column_from_file_names_and_sub_folders(modern: Path, faces140k: Path, tmp_path: Path) -> None:
@@ -127,6 +140,12 @@ def test_generator_column_from_file_names_and_sub_folders(modern: Path, faces140
     got = dict(zip(data.index_dataset(tmp_path).frame["path"].map(lambda p: Path(p).name),
                    data.index_dataset(tmp_path).frame["generator"], strict=True))
     assert got == {"a.jpg": "", "b.jpg": "", "c.jpg": "flux"}
+    # a real in real/<source>/ is named by its sub-folder in the source column
+    (tmp_path / "real" / "Pixabay").mkdir()
+    shutil.copy(src, tmp_path / "real" / "Pixabay" / "d.jpg")
+    frame = data.index_dataset(tmp_path).frame
+    got = dict(zip(frame["path"].map(lambda p: Path(p).name), frame["source"], strict=True))
+    assert got == {"a.jpg": "", "b.jpg": "", "c.jpg": "", "d.jpg": "pixabay"}
 
 
 def test_fingerprint(faces140k: Path, tmp_path: Path) -> None:

@@ -315,3 +315,73 @@ def test_domain_of_a_dataset_learned_for_its_reals_only(tmp_path):
     run = runs.Run(run_dir)
     assert [evaluate.domain_of(run, d) for d in ("lfw", "rff", "other")] == ["in-domain", "reals only",
                                                                             "out-of-domain"]
+
+
+def test_generator_rates_false_alarms_per_real_source():
+    d = "data/web/real-vs-fake/test"
+    pred = pd.DataFrame({
+        "path": [f"{d}/real/pixabay/1.jpg", f"{d}/real/pixabay/2.jpg", f"{d}/real/utkface/3.jpg",
+                 f"{d}/real/utkface/4.jpg", f"{d}/fake/flux1-dev/5.jpg", f"{d}/fake/sdxl/6.jpg"],
+        "label": [0, 0, 0, 0, 1, 1], "p_fake": [0.1, 0.2, 0.9, 0.8, 0.9, 0.3], "split": "test",
+        "dataset": "web", "class_name": ["real"] * 4 + ["fake"] * 2})
+    rates = evaluate.generator_rates(pred, threshold=0.5)
+    got = {(r.group, r.kind): (r.n, r.rate) for r in rates.itertuples()}
+    assert got == {("real", "false alarm"): (4, 0.5), ("pixabay", "false alarm"): (2, 0.0),
+                   ("utkface", "false alarm"): (2, 1.0), ("flux1-dev", "recall"): (1, 1.0),
+                   ("sdxl", "recall"): (1, 0.0)}
+    assert list(rates["group"]) == ["real", "pixabay", "utkface", "flux1-dev", "sdxl"]  # reals, sources, generators
+
+
+def test_best_threshold_caps_false_alarms_in_every_group_not_only_the_pool():
+    # 20 reals of source a (none above 0.6), 4 of source b (two at 0.7): pooled false alarms at 0.65 are
+    # 2/24 = 0.083 <= 0.1, but source b's are 0.5. Only a threshold above 0.7 respects the cap in b.
+    y = np.array([0] * 24 + [1] * 10)
+    p = np.concatenate([np.linspace(0.05, 0.55, 20), [0.1, 0.2, 0.7, 0.7], np.linspace(0.66, 0.99, 10)])
+    source = np.array(["a"] * 20 + ["b"] * 4 + [""] * 10, dtype=object)
+    pooled = evaluate.best_threshold(y, p, max_false_alarm=0.1)
+    assert np.mean(p[source == "b"] >= pooled) == 0.5
+    grouped = evaluate.best_threshold(y, p, max_false_alarm=0.1, groups=[source])
+    assert np.mean(p[source == "b"] >= grouped) <= 0.1 and grouped > 0.7
+
+
+def test_calibration_caps_false_alarms_per_dataset_and_source(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        rows.append({"path": f"d/real/a/{i}.jpg", "label": 0, "p_fake": rng.uniform(0, 0.4), "split": "val",
+                     "dataset": "web", "source": "a"})
+    for i in range(10):  # one source whose reals look fake: 3 of 10 above 0.6
+        rows.append({"path": f"d/real/b/{i}.jpg", "label": 0, "p_fake": 0.65 if i < 3 else 0.2, "split": "val",
+                     "dataset": "web", "source": "b"})
+    for i in range(50):
+        rows.append({"path": f"d/fake/{i}.jpg", "label": 1, "p_fake": rng.uniform(0.5, 1.0), "split": "val",
+                     "dataset": "web", "source": ""})
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    pd.DataFrame(rows).to_csv(run_dir / "predictions.csv", index=False)
+    (run_dir / "config.json").write_text(json.dumps({"name": "r", "max_false_alarm": 0.1}))
+    (run_dir / "status.json").write_text(json.dumps({"status": "complete"}))
+    cal = evaluate.calibrate(run_dir)
+    assert cal["false_alarm_by_group"]["web/b"] <= 0.1
+    assert set(cal["false_alarm_by_group"]) == {"web", "web/a", "web/b"}
+
+
+@pytest.mark.slow
+def test_size_sweep_judges_each_image_at_each_source_size(trained):
+    path, data = trained
+    folder = evaluate.size_sweep(path, data, "test", sizes=(16, 48, 96))
+    assert folder == path.parent / "_evals" / "ev" / "sizes" / "data-test"
+    table = pd.read_csv(folder / "sizes.csv")
+    assert list(table.columns) == evaluate.SIZES_COLUMNS
+    acc = table[table["measure"] == "accuracy"].set_index("size")["rate"]
+    assert list(acc.index) == [0, 16, 48, 96] and (table["n"][table["group"] == "all"] == 32).all()
+    own = runs.get_run(path).predictions()
+    own = own[own["split"] == "test"]
+    served = evaluate.metrics(own.assign(p_fake=evaluate.apply_temperature(own["p_fake"].to_numpy(),
+                                                                           runs.get_run(path).temperature)),
+                              runs.get_run(path).threshold)["accuracy"]
+    assert acc[0] == pytest.approx(served)  # native: the run's own recorded verdicts
+    # the tiny model reads a checkerboard trace that a 16 px source wipes out: accuracy falls toward chance
+    assert acc[0] >= 0.75 and acc[16] < acc[0] - 0.15
+    assert not (path / "sizes.csv").exists()
+    assert runs.get_run(path).sizes().equals(table)

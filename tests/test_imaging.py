@@ -11,6 +11,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -367,3 +368,26 @@ def test_decode_is_the_one_load_resize_transform_float32_path(faces140k: Path) -
 
     predict_paths(model, paths, 40, batch_size=2, transform=blur)
     np.testing.assert_array_equal(np.concatenate(fed), np.stack([imaging.decode(p, 40, blur) for p in paths]))
+
+
+def test_resample_and_at_size_bring_an_image_to_another_source_size():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for side, upscaler in ((16, 0), (32, 1), (200, 2)):
+        out = imaging.resample(img, side, upscaler)
+        assert out.shape == img.shape and out.dtype == np.uint8
+    small = imaging.resample(img, 16)
+    assert np.abs(small.astype(int) - img).mean() > 20  # noise does not survive 16 px
+    smooth = cv2.GaussianBlur(img, (0, 0), 3)
+    assert np.abs(imaging.resample(smooth, 256).astype(int) - smooth).mean() < 2  # up and back keeps a smooth image
+    assert imaging.at_size(img, 96).shape == (96, 96, 3) and imaging.at_size(img, 24).shape == (24, 24, 3)
+
+
+def test_sharpen_and_webp_change_an_image_a_little():
+    rng = np.random.default_rng(1)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (0, 0), 2)
+    sharp = imaging.sharpen(img, 1.0)
+    assert sharp.shape == img.shape and sharp.std() > img.std()
+    assert imaging.sharpen(img, 0) is img
+    webp = imaging.webp_recompress(img, 60)
+    assert webp.shape == img.shape and 0 < np.abs(webp.astype(int) - img).mean() < 10
