@@ -93,9 +93,15 @@ KNOWN_FAKES = {
     "faces-140k-mini": "StyleGAN (v1) faces",
     "lfw-faceswap": "classic face swaps of LFW photos",
     "modern-faces-128": "StyleGAN2 faces from thispersondoesnotexist and Stable Diffusion 2.1 faces",
+    "web-faces-256": "Flux.1-dev and SDXL portraits",
     "real-and-fake-face": "photoshopped composites (edited eyes, nose, mouth)",
 }
-GENERATOR_LABELS = {"stylegan2": "StyleGAN2", "sd2.1": "Stable Diffusion 2.1"}
+GENERATOR_LABELS = {"stylegan2": "StyleGAN2", "sd2.1": "Stable Diffusion 2.1", "flux1-dev": "Flux.1-dev",
+                    "sdxl": "SDXL"}
+# Generators people meet, as the closing sentence names them; those a run learned are left out of it.
+OTHER_GENERATORS = (("other GANs", ()), ("Flux", ("flux1-dev",)), ("SDXL", ("sdxl",)), ("DALL-E", ()),
+                    ("Midjourney", ()), ("newer face swaps", ()), ("other editing tools", ()))
+DATASET_GENERATORS = {"web-faces-256": ("flux1-dev", "sdxl"), "modern-faces-128": ("stylegan2", "sd2.1")}
 
 
 def trained_on_text(run: Any) -> str:
@@ -109,8 +115,11 @@ def trained_on_text(run: Any) -> str:
         text += f", without {', '.join(left_out)}"
     if reals_only:
         text += f", plus only the real photos of {', '.join(sorted(reals_only))}"
-    return (f"Run {run.name} was trained on {text}. Fakes from anything else (other GANs, Flux, SDXL, DALL-E, "
-            "Midjourney, newer face swaps, other editing tools) are outside what it has seen.")
+    learned = {g for d in run.trained_on if d not in reals_only for g in DATASET_GENERATORS.get(d, ())}
+    learned -= set(run.config.get("exclude_generators") or [])
+    others = [name for name, gens in OTHER_GENERATORS if not gens or not set(gens) <= learned]
+    return (f"Run {run.name} was trained on {text}. Fakes from anything else ({', '.join(others)}) are outside "
+            "what it has seen.")
 
 
 # ----------------------------------------------------------------------------------------------------------

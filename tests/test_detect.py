@@ -276,3 +276,12 @@ def test_trained_on_text_names_the_fakes_a_run_has_seen(tmp_path):
     assert "photoshopped" not in text and "plus only the real photos of real-and-fake-face" in text
     runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["my-set"]})
     assert "trained on my-set (my-set)" in detect.trained_on_text(runs.Run(run_dir))
+    # a run that learned web-faces-256 names Flux.1-dev and SDXL as seen, and no longer lists them as unseen
+    runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["web-faces-256"]})
+    text = detect.trained_on_text(runs.Run(run_dir))
+    assert "Flux.1-dev and SDXL portraits (web-faces-256)" in text
+    assert "Flux," not in text and "SDXL," not in text and "DALL-E" in text
+    runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["web-faces-256"],
+                                                     "exclude_generators": ["flux1-dev"]})
+    text = detect.trained_on_text(runs.Run(run_dir))
+    assert "without Flux.1-dev" in text and "(other GANs, Flux, DALL-E" in text
