@@ -42,8 +42,8 @@ def one_line_error(proc: subprocess.CompletedProcess, command: str, *fragments: 
 def test_help_explains_every_command_and_option() -> None:
     proc = dfd("--help")
     assert proc.returncode == 0
-    for command in ("demo", "index", "train", "evaluate", "predict", "runs", "robustness", "export", "ensemble",
-                    "calibrate"):
+    for command in ("demo", "index", "train", "evaluate", "predict", "runs", "robustness", "sizes", "export",
+                    "ensemble", "calibrate"):
         assert command in proc.stdout
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
