@@ -237,7 +237,8 @@ TRAIN_HELP: dict[str, str] = {
     "split_seed": "seed of the split of datasets that have none (real-and-fake-face), kept apart from --seed",
     "augment": "training augmentations as JSON, e.g. '{\"flip\": true, \"jpeg_p\": 0.5, \"blur_p\": 0.2}' "
                "(keys: flip, rotate_deg, zoom, blur_p, blur_sigma, noise_p, noise_sigma, jpeg_p, jpeg_quality, "
-               "mixup, erase_p, erase_area); "
+               "mixup, erase_p, erase_area, rescale_p, rescale_range, resample_p, resample_px, sharpen_p, "
+               "sharpen_amount, webp_p, webp_quality); "
                "'null' for none",
     "class_weight": "weight classes inversely to their frequency",
     "balance_datasets": "oversample smaller datasets so that each dataset is seen as often per epoch",
