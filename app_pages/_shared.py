@@ -322,17 +322,32 @@ def unreadable(root: str, fingerprint: str, _paths: list[str]) -> list[tuple[str
 
 
 def training_job() -> Any:
-    """The app's current (or last) :class:`dfd.jobs.TrainingJob`."""
+    """The app's current (or last) :class:`dfd.jobs.TrainingJob`, whichever session started it."""
     from dfd import jobs
 
     return jobs.current()
 
 
+def session_token() -> str:
+    """This browser session's own token (made on first use): the owner of the trainings it starts."""
+    if "session_token" not in st.session_state:
+        import uuid
+
+        st.session_state["session_token"] = uuid.uuid4().hex
+    return st.session_state["session_token"]
+
+
+def own_job(job: Any) -> bool:
+    """Whether this session started ``job`` (its progress, result and Stop button are this session's)."""
+    return job is not None and job.owner == session_token()
+
+
 def start_training(config: Any) -> Any:
-    """Start ``config`` in the background unless a job is already running (then return that one)."""
+    """Start ``config`` in the background for this session unless a job is already running (then return that
+    one, whoever started it)."""
     from dfd import jobs
 
-    return jobs.start(config, on_finish=refresh_runs)
+    return jobs.start(config, on_finish=refresh_runs, owner=session_token())
 
 
 def record_table(run: Any, kind: str, csv_name: str, label: str, key: str,

@@ -8,7 +8,7 @@ import time
 import streamlit as st
 
 from app_pages import _charts, _shared
-from dfd import DEFAULT_RUN, models, train
+from dfd import DEFAULT_RUN, models, train, views
 from dfd.data import DatasetError
 
 st.title("Training")
@@ -28,6 +28,12 @@ def live() -> None:
         st.session_state["train_seen"] = id(job)
         st.rerun()  # the whole page: the new run appears in the sidebar and curves, and polling stops
     cfg = job.config
+    if not _shared.own_job(job):  # another session's training: that it runs, and the run it will write
+        if job.active:
+            st.info(f"A training run started in another session is in progress: run **{cfg.name or cfg.architecture}**"
+                    f" ({cfg.architecture}). It appears in the run picker when it ends; one training runs at a "
+                    "time.", icon=":material/hourglass_top:")
+        return
     with st.container(border=True):
         if job.active:
             st.markdown(f"**Training `{cfg.name or cfg.architecture}`** · {cfg.architecture} · "
@@ -53,9 +59,12 @@ def live() -> None:
         else:
             took = (job.finished or job.started) - job.started
             name = job.run_path.rsplit("/", 1)[-1] if job.run_path else "?"
-            msg = st.success if job.status == "complete" else st.warning
-            msg(f"Training {job.status} in {took:.0f} s: run **{name}** (`{job.run_path}`). "
-                "Pick it in the sidebar to see its curves and evaluation.")
+            if job.status == "complete":
+                st.success(f"Training complete in {took:.0f} s: run **{name}** (`{job.run_path}`). "
+                           "Pick it in the sidebar to see its curves and evaluation.")
+            else:  # the run's own status (interrupted), the word the run picker shows
+                st.warning(f"Training {job.status} after {took:.0f} s: run **{name}** (`{job.run_path}`) is kept "
+                           f"with the {views.plural(job.epochs_done, 'epoch')} it completed.")
 
 
 live()

@@ -21,20 +21,29 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TRAINING = "training"
+EPOCH_DONE = "epoch done"
+# The stages of dfd.train's phases (its progress protocol): before the first epoch, in an epoch, after the last.
+PREPARING, IN_EPOCH, FINISHING = "preparing", "epoch", "finishing"
 
 
 @dataclass
 class TrainingJob:
-    """A training run on a background thread and what it last reported."""
+    """A training run on a background thread and what it last reported.
+
+    ``owner`` is whoever started it (an app session's token): a page shows the job's progress, result and Stop
+    button to its owner only; others learn at most that a training is running and the run it will write."""
 
     config: Any
     on_finish: Callable[[], None] | None = None
+    owner: str | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     epoch: float = 0.0
     epochs: int = 1
-    phase: str = "starting (indexing the dataset)"
+    phase: str = "starting"
+    stage: str = PREPARING
     done: int | None = None
     total: int | None = None
+    unit: str = ""
     logs: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     status: str = "starting"
@@ -52,38 +61,69 @@ class TrainingJob:
         self.epoch = float(epoch)
         if "phase" in logs:
             self.phase = str(logs["phase"])
+            self.stage = str(logs.get("stage") or (PREPARING if epoch == 0 else FINISHING))
             self.done = int(logs["done"]) if "done" in logs else None
             self.total = int(logs["total"]) if "total" in logs else None
+            self.unit = str(logs.get("unit") or "")
             return
-        self.phase, self.done, self.total = TRAINING, None, None
+        self.stage, self.done, self.total, self.unit = IN_EPOCH, None, None, ""
         self.logs = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and k != "batch"}
-        if "batch" not in logs:  # the end of an epoch: its history row
+        if "batch" in logs:
+            self.phase = TRAINING
+        else:  # the end of an epoch: its history row
+            self.phase = EPOCH_DONE
             self.history.append({"epoch": int(epoch), **self.logs})
 
     @property
+    def epoch_number(self) -> int:
+        """The epoch the job is in or has just finished, counted from 1 as a person counts (0 before the first)."""
+        if self.stage == PREPARING:
+            return 0
+        if self.phase == EPOCH_DONE or self.stage == FINISHING:
+            return min(int(self.epoch), self.epochs)
+        return min(int(self.epoch) + 1, self.epochs)
+
+    @property
     def fraction(self) -> float:
-        """How far the current phase is, 0..1: counted phases by their count, training by epochs."""
+        """How far along, 0..1: through an epoch, the epochs done (training and validation alike, so the bar
+        never goes back); before and after the epochs, the current phase's count."""
+        if self.stage == IN_EPOCH:
+            return min(max(self.epoch / max(self.epochs, 1), 0.0), 1.0)
         if self.total:
             return min(max((self.done or 0) / self.total, 0.0), 1.0)
-        return min(max(self.epoch / max(self.epochs, 1), 0.0), 1.0)
+        return 1.0 if self.stage == FINISHING else 0.0
 
     def describe(self) -> str:
-        """One line for a progress bar: the phase, its count or the epoch, and the latest metrics."""
+        """One line for a progress bar: the epoch as a person counts it (epoch 1 of 3: training, then
+        validation), the phase and how far it is, and the latest metrics."""
+        count = f" · {self.done:,} of {self.total:,}" + (f" {self.unit}" if self.unit else "") if self.total else ""
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in self.logs.items()
+                          if k in ("loss", "accuracy", "val_loss", "val_accuracy", "auc", "val_auc"))
+        metrics = f" · {shown}" if shown else ""
+        if self.stage == PREPARING:
+            return f"{self.phase}{count}"
+        if self.stage == FINISHING:
+            return f"training done ({self.epoch_number} of {self.epochs} epochs) · {self.phase}{count}"
+        epoch = f"epoch {self.epoch_number} of {self.epochs}"
         if self.phase == TRAINING:
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in self.logs.items()
-                              if k in ("loss", "accuracy", "val_loss", "val_accuracy", "auc", "val_auc"))
-            return f"epoch {self.epoch:.2f} of {self.epochs}" + (f" · {shown}" if shown else "")
-        count = f" · {self.done:,} of {self.total:,}" if self.total else ""
-        return f"{self.phase}{count} · after epoch {int(self.epoch)} of {self.epochs}"
+            return f"{epoch} · training {self.epoch - int(self.epoch):.0%}{metrics}"
+        if self.phase == EPOCH_DONE:
+            return f"{epoch} done{metrics}"
+        return f"{epoch} · {self.phase}{count}"
+
+    @property
+    def epochs_done(self) -> int:
+        """Whole epochs completed (and recorded in history.csv)."""
+        return len(self.history)
 
     def _run(self) -> None:
-        from dfd import train
+        from dfd import runs, train
         from dfd.data import DatasetError
 
         try:
             path = train.train(self.config, progress=self.progress, stop_event=self.stop_event)
             self.run_path = str(path)
-            self.status = "stopped" if self.stop_event.is_set() else "complete"
+            self.status = runs.Run(path).status  # the run's own word (complete, interrupted), as every page says
         except (train.TrainError, DatasetError) as exc:  # the user's data or settings: one line, no traceback
             self.status, self.error = "failed", str(exc)
             self.run_path = str(exc.run_path) if getattr(exc, "run_path", None) else None
@@ -114,13 +154,14 @@ def current() -> TrainingJob | None:
     return _jobs.get("current")
 
 
-def start(config: Any, on_finish: Callable[[], None] | None = None) -> TrainingJob:
-    """Start ``config`` in the background unless a job is already running (then return that one)."""
+def start(config: Any, on_finish: Callable[[], None] | None = None, owner: str | None = None) -> TrainingJob:
+    """Start ``config`` in the background for ``owner`` unless a job is already running (then return that one,
+    whoever owns it)."""
     with _lock:
         job = _jobs.get("current")
         if job is not None and job.active:
             return job
-        job = TrainingJob(config=config, on_finish=on_finish)
+        job = TrainingJob(config=config, on_finish=on_finish, owner=owner)
         _jobs["current"] = job
         job.start()
         return job

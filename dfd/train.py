@@ -135,13 +135,20 @@ def library_versions() -> dict[str, str]:
             "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
 
 
+PREPARING, IN_EPOCH, FINISHING = "preparing", "epoch", "finishing"
+"""The stages a phase belongs to (a phase's "stage" in :func:`train`'s progress): before the first epoch,
+inside an epoch (its first batch, validation), after the last epoch (predicting, calibrating)."""
+
+
 def _phase(progress: Progress | None, epoch: float, epochs: int, phase: str, done: int | None = None,
-           total: int | None = None) -> None:
+           total: int | None = None, *, stage: str = PREPARING, unit: str = "") -> None:
     """Report a phase other than training batches (see :func:`train`)."""
     if progress is not None:
-        logs: dict[str, Any] = {"phase": phase}
+        logs: dict[str, Any] = {"phase": phase, "stage": stage}
         if total is not None:
             logs.update(done=int(done or 0), total=int(total))
+            if unit:
+                logs["unit"] = unit
         progress(float(epoch), int(epochs), logs)
 
 
@@ -252,7 +259,7 @@ def _callback_class() -> type:
                 self.progress(self._epoch + self._frac, self.epochs, logs)
 
         def on_train_begin(self, logs: dict | None = None) -> None:
-            self._report({"phase": "first batch (building the training graph)"}, force=True)
+            self._report({"phase": "first batch (building the training graph)", "stage": IN_EPOCH}, force=True)
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self._epoch, self._frac, self.partial = epoch, 0.0, False
@@ -272,9 +279,14 @@ def _callback_class() -> type:
                 return
             # Validation inside fit: give it batch-norm statistics that match the current weights.
             if self.bn_data is not None and self.bn_batches > 0:
-                self._report({"phase": "batch-norm statistics before validation"}, force=True)
-                recompute_batchnorm(self.model, self.bn_data, self.bn_batches)
-            self._report({"phase": "validation", "done": 0, "total": self.val_steps}, force=True)
+                what = "batch-norm statistics for validation (the current weights' activations)"
+                self._report({"phase": what, "stage": IN_EPOCH, "done": 0, "total": self.bn_batches,
+                              "unit": "batches"}, force=True)
+                recompute_batchnorm(self.model, self.bn_data, self.bn_batches, progress=lambda done, total: (
+                    self._report({"phase": what, "stage": IN_EPOCH, "done": done, "total": total,
+                                  "unit": "batches"})))
+            self._report({"phase": "validation", "stage": IN_EPOCH, "done": 0, "total": self.val_steps,
+                          "unit": "batches"}, force=True)
 
         def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None:
             if self.stopped:  # stopped: no validation of an epoch that is not recorded
@@ -284,7 +296,8 @@ def _callback_class() -> type:
             if self.stopped:
                 self.model.stop_evaluating = True
                 return
-            self._report({"phase": "validation", "done": min(batch + 1, self.val_steps), "total": self.val_steps})
+            self._report({"phase": "validation", "stage": IN_EPOCH, "done": min(batch + 1, self.val_steps),
+                          "total": self.val_steps, "unit": "batches"})
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if self.stop_event is not None and self.stop_event.is_set():
@@ -320,13 +333,16 @@ def _callback_class() -> type:
     return RunCallback
 
 
-def recompute_batchnorm(model: Any, dataset: Any, batches: int) -> int:
+def recompute_batchnorm(model: Any, dataset: Any, batches: int,
+                        progress: Callable[[int, int], None] | None = None) -> int:
     """Set every BatchNormalization layer's moving mean/variance to the average over ``batches`` batches.
 
     During training the moving statistics trail the weights (few steps an epoch on small data, a high
     learning rate): validation then sees mis-normalised activations and scores near chance while the
     ranking (AUC) is fine. A forward pass in training mode with momentum (k-1)/k at batch k makes them the
     exact average for the final weights ("precise BN"). Weights are not changed. Returns batches used.
+    ``progress(done, total)`` is called after each batch (total: ``batches``, or fewer when the dataset is
+    known to be shorter; the last call has done == total).
     """
     import keras
 
@@ -334,6 +350,11 @@ def recompute_batchnorm(model: Any, dataset: Any, batches: int) -> int:
               if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers:
         return 0
+    total = int(batches)
+    with contextlib.suppress(Exception):  # a dataset of unknown length (-2) or a plain iterable: batches
+        known = int(dataset.cardinality())
+        if known >= 0:
+            total = min(total, known)
     saved = [layer.momentum for layer in layers]
     used = 0
     try:
@@ -342,6 +363,10 @@ def recompute_batchnorm(model: Any, dataset: Any, batches: int) -> int:
             for layer in layers:
                 layer.momentum = (used - 1) / used
             model(x, training=True)
+            if progress is not None:
+                progress(used, max(total, used))
+        if progress is not None and used < total:  # the dataset ended early: say it is done
+            progress(used, used)
     finally:
         for layer, momentum in zip(layers, saved, strict=True):
             layer.momentum = momentum
@@ -548,8 +573,9 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
     - about twice a second while training: ``epoch`` a float with the fraction done, ``logs`` the running
       batch metrics with "batch";
     - every other phase (building the model, the first batch, validation, batch-norm statistics, predicting
-      each split, calibrating): ``logs`` has "phase" (words to show) and, where it counts something, "done"
-      and "total".
+      each split, calibrating): ``logs`` has "phase" (words to show), "stage" (:data:`PREPARING` before the
+      first epoch, :data:`IN_EPOCH` inside the epoch ``floor(epoch) + 1``, :data:`FINISHING` after the
+      last) and, where it counts something, "done", "total" and "unit" (batches, images).
 
     Setting ``stop_event`` stops after the current batch; the run is kept as "interrupted" with only the
     epochs it completed. ``strategy`` (a ``tf.distribute.Strategy`` or "mirrored") overrides
@@ -557,6 +583,8 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
     :class:`dfd.data.DatasetError`) before any folder is made (see :func:`preflight`); a failure during
     training raises :class:`TrainError` after the folder is kept as "failed".
     """
+    epochs = config.epochs if isinstance(config, TrainConfig) else dict(config).get("epochs", TrainConfig.epochs)
+    _phase(progress, 0, epochs, "indexing the dataset")
     cfg, image_size, index, frame, train_df, val_df = _checked(config)
 
     root = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else runs.user_dir()
@@ -584,6 +612,7 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
     def work() -> str:
         runs.write_json_atomic(run_dir / "config.json", record)
         runs.write_status(run_dir, runs.RUNNING, started=started)
+        _phase(progress, 0, cfg.epochs, "loading TensorFlow")
         record["versions"] = library_versions()
         status, summary = _fit_and_predict(cfg, image_size, train_df, val_df, frame, run_dir, record, bad_files,
                                            progress, stop_event, strategy)
@@ -591,7 +620,8 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
         return status
 
     def calibrating() -> None:
-        _phase(progress, record.get("epochs_run") or 0, cfg.epochs, "calibrating on the val predictions")
+        _phase(progress, record.get("epochs_run") or 0, cfg.epochs, "calibrating on the val predictions",
+               stage=FINISHING)
 
     return _keep_run("training", work, run_dir, root, name, record, bad_files, started, t0, calibrating)
 
@@ -665,7 +695,7 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         taught = teachers(cfg, frame)
         _phase(progress, 0, cfg.epochs, "the teachers' P(fake) on the train images")
         soft = teacher_targets(taught, train_df, progress=lambda done, total: _phase(
-            progress, 0, cfg.epochs, "the teachers' P(fake) on the train images", done, total),
+            progress, 0, cfg.epochs, "the teachers' P(fake) on the train images", done, total, unit="images"),
             temperature=cfg.distill_temperature)
         ok = ~np.isnan(soft)
         record.update(teacher_runs=[{"name": t.name, "path": str(t.path), "seed": t.config.get("seed")}
@@ -740,12 +770,18 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     # The served model: the best checkpoint, loaded outside any strategy and without optimizer state
     # (smaller file), with batch-norm statistics recomputed for its final weights.
     done_epochs = len(hist)
-    _phase(progress, done_epochs, cfg.epochs, "loading the best checkpoint")
+    _phase(progress, done_epochs, cfg.epochs, "loading the best checkpoint", stage=FINISHING)
     model = keras.saving.load_model(checkpoint, custom_objects=models.custom_objects(), compile=False,
                                     safe_mode=True)
     if cfg.bn_batches > 0:
-        _phase(progress, done_epochs, cfg.epochs, "batch-norm statistics of the served model")
-        summary["bn_recomputed_batches"] = recompute_batchnorm(model, bn_ds, cfg.bn_batches)
+        # The best checkpoint's batch-norm layers hold running averages from training; a forward pass over
+        # training batches replaces them by the exact averages for these weights (see recompute_batchnorm).
+        what = "batch-norm statistics of the final model (a pass over training batches)"
+        bn_total = min(cfg.bn_batches, steps)
+        _phase(progress, done_epochs, cfg.epochs, what, 0, bn_total, stage=FINISHING, unit="batches")
+        summary["bn_recomputed_batches"] = recompute_batchnorm(
+            model, bn_ds, cfg.bn_batches, progress=lambda done, total: _phase(
+                progress, done_epochs, cfg.epochs, what, done, total, stage=FINISHING, unit="batches"))
     model.save(checkpoint)
 
     # Predict with the best weights (EarlyStopping restored them; the checkpoint holds the same model).
@@ -756,10 +792,11 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         if part.empty:
             continue
         what = f"predicting the {split} split"
-        _phase(progress, done_epochs, cfg.epochs, what, 0, len(part))
+        _phase(progress, done_epochs, cfg.epochs, what, 0, len(part), stage=FINISHING, unit="images")
         pred, errors = evaluate.predict_frame(
             predict, part, image_size, max(cfg.batch_size, 64),
-            progress=lambda done, total, what=what: _phase(progress, done_epochs, cfg.epochs, what, done, total))
+            progress=lambda done, total, what=what: _phase(progress, done_epochs, cfg.epochs, what, done, total,
+                                                           stage=FINISHING, unit="images"))
         preds.append(pred)
         pred_errors.update(errors)
         if stop_event is not None and stop_event.is_set():

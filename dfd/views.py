@@ -70,6 +70,11 @@ def cross_dataset_grid(cross: pd.DataFrame) -> pd.DataFrame:
     return grid.fillna(MISSING)
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``n`` and the noun that goes with it: "1 run", "2 runs", "1,204 images" (``many``: an irregular plural)."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
 def datasets_in(pred: pd.DataFrame) -> list[str]:
     """The dataset names in a predictions table (sorted; unnamed rows left out)."""
     if pred is None or "dataset" not in getattr(pred, "columns", []):

@@ -366,6 +366,74 @@ def test_training_started_and_stopped_from_the_page(tmp_path, monkeypatch, faces
     assert at.sidebar.selectbox(key="run_name").value == "stopped-run"
 
 
+def _fake_training(monkeypatch, runs_dir: Path, status: str, release):
+    """dfd.train.train replaced by a stand-in that reports one phase, waits for ``release`` and writes a run
+    folder with ``status`` (what the page shows of a job does not need a real model)."""
+    from dfd import runs, train
+
+    def fake_train(config, *, progress=None, stop_event=None, strategy=None):
+        progress(0, config.epochs, {"phase": "indexing the dataset", "stage": "preparing"})
+        release.wait(120)
+        path = runs_dir / config.name
+        path.mkdir(parents=True)
+        runs.write_json_atomic(path / "config.json", {"architecture": config.architecture, "image_size": 64})
+        runs.write_status(path, status)
+        return path
+
+    monkeypatch.setattr(train, "train", fake_train)
+
+
+def test_a_training_is_shown_to_the_session_that_started_it_only(tmp_path, monkeypatch):
+    """Session A starts a training: A sees its progress, Stop and result; session B sees only that a training
+    runs and the run it will write, and no banner once it ends; a session opened later sees nothing of it. A
+    stopped run's banner says "interrupted", the word the run picker shows."""
+    import threading
+
+    from app_pages import _shared
+
+    runs_dir = tmp_path / "runs"
+    release = threading.Event()
+    _fake_training(monkeypatch, runs_dir, "complete", release)
+    mine = _open(_app(runs_dir, monkeypatch), "training")
+    other = _open(_app(runs_dir, monkeypatch), "training")
+    mine.text_input(key="tf_name").input("walk")
+    mine.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not mine.exception
+    job = _shared.training_job()
+    assert job.active and job.config.name == "walk"
+
+    other.run()
+    notes = [i.value for i in other.info if "another session" in i.value]
+    assert len(notes) == 1 and "**walk**" in notes[0], [i.value for i in other.info]
+    assert not other.get("progress") and not [b for b in other.button if b.key == "train_stop"]
+    mine.run()
+    assert mine.get("progress") and mine.button(key="train_stop") is not None
+    assert not [i.value for i in mine.info if "another session" in i.value]
+
+    release.set()
+    job.thread.join(timeout=60)
+    for at in (mine, other):
+        at.run()
+        at.run()
+        assert not at.exception
+    assert any("Training complete" in s.value and "walk" in s.value for s in mine.success)
+    assert not [m.value for m in [*other.success, *other.warning, *other.info] if "walk" in m.value]
+    later = _open(_app(runs_dir, monkeypatch), "training")
+    assert not [m.value for m in [*later.success, *later.warning, *later.info] if "walk" in m.value]
+
+    halted = threading.Event()
+    _fake_training(monkeypatch, runs_dir, "interrupted", halted)
+    mine.text_input(key="tf_name").input("halt")
+    mine.button(key="FormSubmitter:train_form-Start training").click().run()
+    halted.set()
+    _shared.training_job().thread.join(timeout=60)
+    mine.run()
+    mine.run()
+    banner = [w.value for w in mine.warning if "halt" in w.value]
+    assert len(banner) == 1 and banner[0].startswith("Training interrupted") and "stopped" not in banner[0]
+    assert "halt (interrupted)" in mine.sidebar.selectbox(key="run_name").options
+
+
 def test_an_ensemble_run_on_the_training_and_detect_pages(tmp_path, monkeypatch, faces140k, face_bytes):
     """An ensemble (python -m dfd ensemble) has no history of its own: the Training page shows each member's
     curves, and the Detect page names it and judges with it."""
