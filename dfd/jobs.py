@@ -1,4 +1,10 @@
-"""Background training: one :func:`dfd.train.train` call on a thread, with its progress, for an app to poll.
+"""Background training: one :func:`dfd.train.train` call in a process of its own, with its progress, for an
+app to poll.
+
+The training runs in a separate (spawned) Python process, watched by a thread of the caller's: TensorFlow's
+import and graph building hold the interpreter lock for seconds at a time, which in the app's own process froze
+every page of every session (the elapsed counter stood still). Progress comes back over a queue; Stop is an
+event the process checks between batches.
 
 One job at a time for the whole process (the machine's cores are shared): :func:`start` returns the running
 job instead of starting a second one, and :func:`current` is the current (or last) job. Streamlit-free, so the
@@ -12,8 +18,11 @@ unexpected error is logged with its traceback (and a failed run keeps its own ``
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +45,7 @@ class TrainingJob:
     config: Any
     on_finish: Callable[[], None] | None = None
     owner: str | None = None
+    target: Callable[..., Any] | None = None  # what the process runs: dfd.train.train (a test's stand-in)
     stop_event: threading.Event = field(default_factory=threading.Event)
     epoch: float = 0.0
     epochs: int = 1
@@ -52,6 +62,7 @@ class TrainingJob:
     started: float = field(default_factory=time.time)
     finished: float | None = None
     thread: threading.Thread | None = None
+    pid: int | None = None  # the training process's
 
     def progress(self, epoch: float, epochs: int, logs: dict[str, Any] | None = None) -> None:
         """dfd.train's callback (see :func:`dfd.train.train` for the three kinds of call)."""
@@ -117,19 +128,46 @@ class TrainingJob:
         return len(self.history)
 
     def _run(self) -> None:
-        from dfd import runs, train
-        from dfd.data import DatasetError
-
+        """Watch the training process: relay its progress, forward Stop, and record how it ended."""
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: never a fork of a threaded app
+        events, stop = ctx.Queue(), ctx.Event()
+        proc = ctx.Process(target=_train_in_process, args=(self.target, self.config, events, stop),
+                           name="dfd-train", daemon=True)
+        ended: tuple[Any, ...] | None = None
         try:
-            path = train.train(self.config, progress=self.progress, stop_event=self.stop_event)
-            self.run_path = str(path)
-            self.status = runs.Run(path).status  # the run's own word (complete, interrupted), as every page says
-        except (train.TrainError, DatasetError) as exc:  # the user's data or settings: one line, no traceback
-            self.status, self.error = "failed", str(exc)
-            self.run_path = str(exc.run_path) if getattr(exc, "run_path", None) else None
+            proc.start()
+            self.pid = proc.pid
+            while ended is None:
+                if self.stop_event.is_set():
+                    stop.set()
+                try:
+                    message = events.get(timeout=0.2)
+                except queue.Empty:
+                    if proc.is_alive():
+                        continue
+                    try:  # the process has ended: what it sent last may still be in the pipe
+                        message = events.get(timeout=1.0)
+                    except queue.Empty:
+                        ended = ("failed", f"the training process ended unexpectedly (exit code {proc.exitcode})",
+                                 None, None)
+                        break
+                if message[0] == "progress":
+                    self.progress(*message[1:])
+                else:
+                    ended = message
+            proc.join(timeout=30)
         except Exception as exc:  # noqa: BLE001 - shown on the page; the app stays up
-            self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.exception("training job failed")
+            ended = ("failed", f"{type(exc).__name__}: {exc}", None, traceback.format_exc())
+        try:
+            if ended[0] == "done":
+                from dfd import runs
+
+                self.run_path = ended[1]
+                self.status = runs.Run(ended[1]).status  # the run's own word (complete, interrupted)
+            else:  # a user's mistake has no traceback: one line; an unexpected error is logged with its own
+                self.status, self.error, self.run_path = "failed", ended[1], ended[2]
+                if ended[3]:
+                    log.error("training job failed:\n%s", ended[3])
         finally:
             self.finished = time.time()
             if self.on_finish is not None:
@@ -145,6 +183,25 @@ class TrainingJob:
         return self.thread is not None and self.thread.is_alive()
 
 
+def _train_in_process(target: Callable[..., Any] | None, config: Any, events: Any, stop: Any) -> None:
+    """The training process: ``target`` (default :func:`dfd.train.train`) with its progress and its ending
+    ("done", run folder) or ("failed", message, run folder or None, traceback or None) sent over ``events``."""
+    from dfd import train
+    from dfd.data import DatasetError
+
+    def progress(epoch: float, epochs: int, logs: dict[str, Any] | None = None) -> None:
+        events.put(("progress", float(epoch), int(epochs), dict(logs or {})))
+
+    try:
+        path = (target or train.train)(config, progress=progress, stop_event=stop)
+        events.put(("done", str(path)))
+    except (train.TrainError, DatasetError) as exc:  # the user's data or settings: one line, no traceback
+        run_path = getattr(exc, "run_path", None)
+        events.put(("failed", str(exc), str(run_path) if run_path else None, None))
+    except BaseException as exc:  # noqa: BLE001 - reported to the app, which stays up
+        events.put(("failed", f"{type(exc).__name__}: {exc}", None, traceback.format_exc()))
+
+
 _jobs: dict[str, TrainingJob] = {}
 _lock = threading.Lock()
 
@@ -154,6 +211,11 @@ def current() -> TrainingJob | None:
     return _jobs.get("current")
 
 
+TARGET: Callable[..., Any] | None = None
+"""What a job's process runs (None: :func:`dfd.train.train`); a test may set a stand-in (importable by name,
+since the process is spawned)."""
+
+
 def start(config: Any, on_finish: Callable[[], None] | None = None, owner: str | None = None) -> TrainingJob:
     """Start ``config`` in the background for ``owner`` unless a job is already running (then return that one,
     whoever owns it)."""
@@ -161,7 +223,7 @@ def start(config: Any, on_finish: Callable[[], None] | None = None, owner: str |
         job = _jobs.get("current")
         if job is not None and job.active:
             return job
-        job = TrainingJob(config=config, on_finish=on_finish, owner=owner)
+        job = TrainingJob(config=config, on_finish=on_finish, owner=owner, target=TARGET)
         _jobs["current"] = job
         job.start()
         return job

@@ -366,34 +366,27 @@ def test_training_started_and_stopped_from_the_page(tmp_path, monkeypatch, faces
     assert at.sidebar.selectbox(key="run_name").value == "stopped-run"
 
 
-def _fake_training(monkeypatch, runs_dir: Path, status: str, release):
-    """dfd.train.train replaced by a stand-in that reports one phase, waits for ``release`` and writes a run
-    folder with ``status`` (what the page shows of a job does not need a real model)."""
-    from dfd import runs, train
+def _fake_training(monkeypatch, release: Path, status: str) -> None:
+    """Trainings started from now run tests/fake_training.py's stand-in (what the page shows of a job needs no
+    real model): it waits for the file ``release``, then writes a run with ``status``."""
+    import fake_training
 
-    def fake_train(config, *, progress=None, stop_event=None, strategy=None):
-        progress(0, config.epochs, {"phase": "indexing the dataset", "stage": "preparing"})
-        release.wait(120)
-        path = runs_dir / config.name
-        path.mkdir(parents=True)
-        runs.write_json_atomic(path / "config.json", {"architecture": config.architecture, "image_size": 64})
-        runs.write_status(path, status)
-        return path
+    from dfd import jobs
 
-    monkeypatch.setattr(train, "train", fake_train)
+    monkeypatch.setattr(jobs, "TARGET", fake_training.train)
+    monkeypatch.setenv("DFD_FAKE_RELEASE", str(release))
+    monkeypatch.setenv("DFD_FAKE_STATUS", status)
 
 
 def test_a_training_is_shown_to_the_session_that_started_it_only(tmp_path, monkeypatch):
     """Session A starts a training: A sees its progress, Stop and result; session B sees only that a training
     runs and the run it will write, and no banner once it ends; a session opened later sees nothing of it. A
     stopped run's banner says "interrupted", the word the run picker shows."""
-    import threading
-
     from app_pages import _shared
 
     runs_dir = tmp_path / "runs"
-    release = threading.Event()
-    _fake_training(monkeypatch, runs_dir, "complete", release)
+    release = tmp_path / "release"
+    _fake_training(monkeypatch, release, "complete")
     mine = _open(_app(runs_dir, monkeypatch), "training")
     other = _open(_app(runs_dir, monkeypatch), "training")
     mine.text_input(key="tf_name").input("walk")
@@ -410,7 +403,7 @@ def test_a_training_is_shown_to_the_session_that_started_it_only(tmp_path, monke
     assert mine.get("progress") and mine.button(key="train_stop") is not None
     assert not [i.value for i in mine.info if "another session" in i.value]
 
-    release.set()
+    release.touch()
     job.thread.join(timeout=60)
     for at in (mine, other):
         at.run()
@@ -421,11 +414,9 @@ def test_a_training_is_shown_to_the_session_that_started_it_only(tmp_path, monke
     later = _open(_app(runs_dir, monkeypatch), "training")
     assert not [m.value for m in [*later.success, *later.warning, *later.info] if "walk" in m.value]
 
-    halted = threading.Event()
-    _fake_training(monkeypatch, runs_dir, "interrupted", halted)
+    _fake_training(monkeypatch, release, "interrupted")
     mine.text_input(key="tf_name").input("halt")
     mine.button(key="FormSubmitter:train_form-Start training").click().run()
-    halted.set()
     _shared.training_job().thread.join(timeout=60)
     mine.run()
     mine.run()

@@ -4,7 +4,11 @@ a user's mistake as one line with no traceback, one job at a time)."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +106,21 @@ def test_a_bad_folder_fails_the_job_in_one_line_without_a_traceback(tmp_path, ca
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err + caplog.text
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_job_trains_in_its_own_process_so_the_app_stays_responsive(tmp_path, faces140k):
+    """TensorFlow's import and graph building hold the interpreter lock for seconds at a time: run in the app's
+    own process they froze every page of every session (the Training page's elapsed counter stood still). A job
+    trains in a process of its own, so the caller's interpreter never even imports TensorFlow."""
+    code = (
+        "import sys\n"
+        "from dfd import jobs, train\n"
+        f"job = jobs.start(train.TrainConfig(data={str(faces140k)!r}, architecture='tiny', image_size=48, epochs=1,"
+        f" limit=32, batch_size=8, runs_dir={str(tmp_path)!r}, name='apart'))\n"
+        "job.thread.join(timeout=600)\n"
+        "print(job.status, len(job.history), 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-3:] == ["complete", "1", "False"], out.stdout + out.stderr[-2000:]
