@@ -73,11 +73,16 @@ if pred.empty:
     st.stop()
 splits = [s for s in ("test", "val", "train", "all") if s in set(pred["split"].astype(str))]
 split = c2.selectbox("Split", splits, key="ev_split")
-datasets = sorted(pred["dataset"].dropna().astype(str).unique())
-dataset = c3.selectbox("Dataset", ["all"] + datasets, key="ev_dataset") if len(datasets) > 1 else "all"
-part = pred[pred["split"].astype(str) == split]
-if dataset != "all":
-    part = part[part["dataset"].astype(str) == dataset]
+domains = {d: evaluate.domain_of(run, d) for d in views.datasets_in(pred)}
+choices = views.dataset_choices(domains)
+if st.session_state.get("ev_dataset") not in choices:
+    st.session_state.pop("ev_dataset", None)
+dataset = c3.selectbox("Dataset", list(choices), key="ev_dataset",
+                       help="The run's learned datasets are pooled; a dataset it learned only the real photos of, "
+                            "or never learned, is judged by itself.") if len(choices) > 1 else next(iter(choices), None)
+in_split = pred[pred["split"].astype(str) == split]
+part = in_split[in_split["dataset"].astype(str).isin(choices[dataset])] if dataset is not None else in_split
+apart = {d: k for d, k in domains.items() if dataset is not None and d not in choices[dataset]}
 
 calibrated = False
 if run.temperature != 1.0:
@@ -85,6 +90,7 @@ if run.temperature != 1.0:
                            True, key="ev_calibrated")
 if calibrated:
     part = part.assign(p_fake=evaluate.apply_temperature(part["p_fake"].to_numpy(), run.temperature))
+    in_split = in_split.assign(p_fake=evaluate.apply_temperature(in_split["p_fake"].to_numpy(), run.temperature))
 default_thr = run.threshold if (calibrated or run.temperature == 1.0) else 0.5
 threshold = st.slider("Threshold on P(fake)", 0.0, 1.0, float(default_thr), 0.01,
                       key=f"ev_threshold_{run.name}_{calibrated}",
@@ -101,9 +107,15 @@ cols = st.columns(6)
 for col, (label, key) in zip(cols, [("Accuracy", "accuracy"), ("Precision", "precision"), ("Recall", "recall"),
                                     ("F1", "f1"), ("ROC AUC", "roc_auc"), ("ECE", "ece")], strict=True):
     col.metric(label, fmt(m.get(key)))
-st.caption(f"{m['n']:,} images ({m['n_real']:,} real, {m['n_fake']:,} fake)"
+st.caption(f"{views.plural(m['n'], 'image')} ({m['n_real']:,} real, {m['n_fake']:,} fake"
+           + (f", of {views.named(choices[dataset])}" if dataset is not None else "") + ")"
            + (f"; {m['n_unreadable']} unreadable left out" if m["n_unreadable"] else "")
            + ". Fake is the positive class; precision and recall are for 'fake'.")
+if apart and dataset == next(iter(choices)):  # the headline (the learned pool): the others apart, labelled
+    st.markdown(f"**Not pooled above** ({split} split, threshold {threshold:.2f}): datasets this run did not "
+                "learn, or learned only the real photos of; it was never taught their fakes, so they are judged "
+                "apart, each by itself")
+    st.dataframe(views.for_display(views.apart_table(in_split, apart, threshold)), hide_index=True, key="ev_apart")
 rates = evaluate.generator_rates(part, threshold)
 if len(rates):
     st.markdown(f"**Per generator and real source** (threshold {threshold:.2f}): recall on each generator's "

@@ -70,6 +70,48 @@ def cross_dataset_grid(cross: pd.DataFrame) -> pd.DataFrame:
     return grid.fillna(MISSING)
 
 
+LEARNED = "in-domain"
+DOMAIN_WORDS = {"in-domain": "learned", "reals only": "reals only: its fakes never learned",
+                "out-of-domain": "out of domain: never learned"}
+"""How a run knows a dataset (:func:`dfd.evaluate.domain_of`), in words for a label."""
+
+
+def dataset_choices(domains: dict[str, str]) -> dict[str, list[str]]:
+    """The Evaluation page's dataset choices for predictions on the datasets ``domains`` names (dataset -> how
+    the run knows it, :func:`dfd.evaluate.domain_of`): {label: datasets}. First, the datasets the run learned,
+    pooled (the headline: a run is not judged on fakes it was never taught; when it learned none, all of them);
+    then each dataset by itself, learned ones first, the others labelled with how the run knows them."""
+    order = {LEARNED: 0, "reals only": 1}
+    names = sorted(domains, key=lambda d: (order.get(domains[d], 2), d))
+    learned = [d for d in names if domains[d] == LEARNED]
+    choices: dict[str, list[str]] = {}
+    if len(learned) > 1:
+        choices[f"learned datasets, pooled ({named(learned)})"] = learned
+    elif not learned and len(names) > 1:
+        choices["all, pooled (none learned by this run)"] = names
+    for d in names:
+        choices[d if domains[d] == LEARNED else f"{d} ({DOMAIN_WORDS.get(domains[d], domains[d])})"] = [d]
+    return choices
+
+
+def apart_table(pred: pd.DataFrame, domains: dict[str, str], threshold: float) -> pd.DataFrame:
+    """The datasets of ``pred`` left out of the learned pool (reals only, out of domain), one row each: how the
+    run knows it, images, accuracy, recall (fakes called fake) and false alarms (reals called fake) at
+    ``threshold``."""
+    from dfd.evaluate import metrics, outcome_row
+
+    rows = []
+    for dataset, kind in sorted(domains.items()):
+        if kind == LEARNED:
+            continue
+        part = pred[pred["dataset"].astype(str) == dataset]
+        if len(part):
+            rows.append({"dataset": dataset, "the run learned": DOMAIN_WORDS.get(kind, kind),
+                         **outcome_row(metrics(part, threshold))})
+    return pd.DataFrame(rows, columns=["dataset", "the run learned", "n", "accuracy", "roc_auc", "recall",
+                                       "false_alarm"])
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     """``n`` and the noun that goes with it: "1 run", "2 runs", "1,204 images" (``many``: an irregular plural)."""
     return f"{n:,} {word if n == 1 else (many or word + 's')}"

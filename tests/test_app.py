@@ -729,3 +729,97 @@ def test_the_shipped_default_preset_reproduces_its_config(tmp_path, monkeypatch)
             assert new[key] == shipped[key], (key, new[key], shipped[key])
     assert (new["epochs"], new["limit"]) == (1, 12) and not new.get("teacher")
     assert new["datasets_in_data"] == shipped["datasets_in_data"]
+
+
+# ---------------------------------------------------------------------------------------------- issue 23
+
+
+def _made_run(runs_dir: Path, name: str, config: dict, rows: list[tuple], history: int = 2,
+              files: dict[str, str] | None = None) -> Path:
+    """A complete run folder written by hand: config.json, status.json, history.csv of ``history`` epochs and
+    predictions.csv of ``rows`` (dataset, split, label, p_fake); plus ``files`` (name -> text). Pages read these
+    files only (no model needed)."""
+    import pandas as pd
+
+    from dfd import runs
+
+    path = runs_dir / name
+    path.mkdir(parents=True)
+    runs.write_json_atomic(path / "config.json", {"architecture": "tiny", "image_size": 64, **config})
+    runs.write_status(path, runs.COMPLETE)
+    pd.DataFrame({"epoch": range(1, history + 1), "loss": [0.6] * history, "val_loss": [0.7] * history,
+                  "accuracy": [0.7] * history, "val_accuracy": [0.6] * history}).to_csv(path / "history.csv",
+                                                                                       index=False)
+    pred = pd.DataFrame([{"path": f"{d}/{s}/{i}.jpg", "label": y, "p_fake": p, "split": s, "dataset": d,
+                          "generator": "", "source": ""} for i, (d, s, y, p) in enumerate(rows)])
+    pred.to_csv(path / "predictions.csv", index=False)
+    for file, text in (files or {}).items():
+        (path / file).write_text(text)
+    return path
+
+
+def _frame_with(at: AppTest, column: str):
+    """The first table on the page with ``column`` (AppTest does not keep a dataframe's key), else None."""
+    return next((d.value for d in at.dataframe if column in getattr(d.value, "columns", [])), None)
+
+
+def _two_sets(p_other_fake: float = 0.02) -> list[tuple]:
+    """learned-set: one fake missed (P(fake) 0.3), the rest right; other-set: reals right, fakes called real
+    (P(fake) ``p_other_fake``)."""
+    rows = []
+    for split in ("val", "test"):
+        rows += [("learned-set", split, 0, 0.1)] * 6 + [("learned-set", split, 1, 0.9)] * 5
+        rows += [("learned-set", split, 1, 0.3)]
+        rows += [("other-set", split, 0, 0.1)] * 5 + [("other-set", split, 1, p_other_fake)] * 5
+    return rows
+
+
+def test_evaluation_headline_pools_only_the_datasets_the_run_learned(tmp_path, monkeypatch):
+    """A run that learned only other-set's real photos (reals_only) is not judged on other-set's fakes in its
+    headline: the default choice pools the learned datasets (dfd.evaluate.domain_of), other-set is shown apart
+    and labelled, and its fakes are not among the misclassified images."""
+    from dfd import evaluate, runs, tables
+
+    runs_dir = tmp_path / "runs"
+    _made_run(runs_dir, "knows-reals", {"datasets_in_data": ["learned-set", "other-set"],
+                                        "reals_only": ["other-set"]}, _two_sets())
+    run = runs.get_run(runs_dir / "knows-reals")
+    at = _open(_app(runs_dir, monkeypatch), "evaluation")
+    pred = run.predictions()
+    test = pred[pred["split"] == "test"]
+    learned = [d for d in sorted(test["dataset"].unique()) if evaluate.domain_of(run, d) == "in-domain"]
+    assert learned == ["learned-set"]
+    expected = tables.served_metrics(run, test[test["dataset"].isin(learned)])["accuracy"]
+    pooled_all = tables.served_metrics(run, test)["accuracy"]
+    assert expected != pytest.approx(pooled_all)  # the test can tell the two apart
+    chosen = at.selectbox(key="ev_dataset")
+    assert chosen.value.startswith("learned-set") and "other-set (reals only" in " ".join(chosen.options)
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{expected:.3f}"
+    apart = _frame_with(at, "the run learned")
+    assert list(apart["dataset"]) == ["other-set"] and apart["the run learned"].iloc[0].startswith("reals only")
+    wrong = _frame_with(at, "p_fake")
+    assert list(wrong["dataset"]) == ["learned-set"], "the misclassified images are the pooled ones"
+    chosen.set_value(next(o for o in chosen.options if o.startswith("other-set"))).run()  # judged by itself
+    other = test[test["dataset"] == "other-set"]
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{tables.served_metrics(run, other)['accuracy']:.3f}"
+
+
+def test_evaluation_headline_of_the_shipped_default_pools_what_it_learned(tmp_path, monkeypatch):
+    """The same on the shipped default, whatever it is: the headline accuracy is that of the datasets it learned
+    (from its own config and predictions), and every other dataset of its predictions is shown apart."""
+    from dfd import DEFAULT_RUN, evaluate, runs, tables
+
+    try:
+        run = runs.get_run(DEFAULT_RUN)
+    except runs.RunError:
+        pytest.skip("no shipped default")
+    at = _open(_app(tmp_path / "runs", monkeypatch, shipped=True), "evaluation")
+    test = run.predictions()
+    test = test[test["split"] == "test"]
+    domains = {d: evaluate.domain_of(run, d) for d in sorted(test["dataset"].dropna().unique())}
+    learned = [d for d, k in domains.items() if k == "in-domain"]
+    expected = tables.served_metrics(run, test[test["dataset"].isin(learned)])["accuracy"]
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{expected:.3f}"
+    others = sorted(d for d, k in domains.items() if k != "in-domain")
+    if others:
+        assert sorted(_frame_with(at, "the run learned")["dataset"]) == others
