@@ -230,9 +230,19 @@ if cross.empty:
 else:
     st.caption(f"From {found[-1].label}"
                + (", not from the evaluation chosen at the top." if tag is not None else "."))
-    st.dataframe(views.cross_dataset_grid(cross), key="cross_table")
+    mine, others = views.split_cross_dataset(cross, {r.name for r in _shared.list_runs()} | {run.name})
+    if len(mine):
+        st.dataframe(views.cross_dataset_grid(mine), key="cross_table")
     st.caption("Test accuracy / ROC AUC of detectors trained on some datasets and scored on each; (in) marks "
                "the datasets a detector was trained on. Detectors travel badly: expect near 0.5 out of domain.")
+    if len(others):
+        n_others = others["run"].nunique()
+        with st.expander(f"{views.plural(n_others, 'more detector')} in this table, not among your runs",
+                         expanded=not len(mine)):
+            st.caption(f"Scored when the table was made (for a shipped run: the runs compared when it was chosen); "
+                       f"they are not in the run picker. What each is comes from {run.name}'s runs_compared.csv "
+                       "where it lists the run, else from the table itself.")
+            st.dataframe(views.described_runs(others, run.runs_compared()), key="cross_others")
 
 # ---------------------------------------------------------------------------------------------- errors
 st.subheader("Misclassified images")

@@ -607,6 +607,10 @@ class Run:
         found = self.records("cross-dataset")
         return found[-1].csv("cross_dataset.csv") if found else pd.DataFrame()
 
+    def runs_compared(self) -> pd.DataFrame:
+        """runs_compared.csv: the runs compared when this one was chosen (``python -m dfd card --compare``)."""
+        return _read_csv(self.path / "runs_compared.csv")
+
     def evals(self) -> list[str]:
         """Tags of the run's evaluations on other data (records of kind "evaluate"), oldest first."""
         return [r.path.name for r in self.records("evaluate")]

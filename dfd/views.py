@@ -53,14 +53,17 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if np.isfinite(v) else MISSING
 
 
-def cross_dataset_grid(cross: pd.DataFrame) -> pd.DataFrame:
+def cross_dataset_grid(cross: pd.DataFrame, by_run: bool = False) -> pd.DataFrame:
     """cross_dataset.csv as a grid: one row a detector (what it was trained on; its run name too where two
-    runs were trained alike), one column a dataset, each cell "accuracy / ROC AUC" with "(in)" where the
-    detector was trained on that dataset and "n/a" for a metric that is undefined or a pair not scored."""
+    runs were trained alike; with ``by_run`` its run name only), one column a dataset, each cell
+    "accuracy / ROC AUC" with "(in)" where the detector was trained on that dataset and "n/a" for a metric
+    that is undefined or a pair not scored."""
     if cross is None or cross.empty:
         return pd.DataFrame()
     label = cross["trained_on"].fillna(MISSING).astype(str)
-    if cross.assign(t=label).groupby("t")["run"].nunique().max() > 1:  # two runs trained alike: tell them apart
+    if by_run:
+        label = cross["run"].astype(str)
+    elif cross.assign(t=label).groupby("t")["run"].nunique().max() > 1:  # two runs trained alike: tell them apart
         label = cross["run"].astype(str) + ": " + label
     cells = [f"{_num(a)} / {_num(u)}" + (" (in)" if d == "in-domain" else "")
              for a, u, d in zip(cross["accuracy"], cross["roc_auc"], cross["domain"], strict=True)]
@@ -115,6 +118,41 @@ def apart_table(pred: pd.DataFrame, domains: dict[str, str], threshold: float) -
 def plural(n: int, word: str, many: str | None = None) -> str:
     """``n`` and the noun that goes with it: "1 run", "2 runs", "1,204 images" (``many``: an irregular plural)."""
     return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def split_cross_dataset(cross: pd.DataFrame, openable: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows of runs in ``openable``, rows of the other runs) of a cross-dataset table: a table made for a
+    shipped run names runs the user cannot open (those compared when it was chosen)."""
+    if cross is None or cross.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    known = cross["run"].astype(str).isin(set(openable))
+    return cross[known], cross[~known]
+
+
+def described_runs(cross: pd.DataFrame, compared: pd.DataFrame) -> pd.DataFrame:
+    """The grid of :func:`cross_dataset_grid` by run for runs a user cannot open, with a first column saying
+    what each is: from ``compared`` (a runs_compared.csv: architecture, training data, epochs) where it lists
+    the run, else what the cross-dataset table itself records (its training data)."""
+    grid = cross_dataset_grid(cross, by_run=True)
+    if grid.empty:
+        return grid
+    rows = {} if compared is None or compared.empty or "run" not in compared else \
+        {str(r["run"]): r for _, r in compared.iterrows()}
+    first = cross.drop_duplicates("run")
+    trained = dict(zip(first["run"].astype(str), first["trained_on"].fillna(MISSING).astype(str), strict=True))
+
+    def what(name: str) -> str:
+        row = rows.get(name)
+        if row is None:
+            return f"trained on {trained.get(name, MISSING)} (not in runs_compared.csv)"
+        parts = [str(row.get("architecture", MISSING)), f"trained on {row.get('trained on', trained.get(name))}"]
+        if pd.notna(row.get("epochs")) and str(row.get("epochs")).strip() not in ("", "-"):
+            parts.append(f"{row['epochs']} epochs")
+        return "; ".join(parts)
+
+    grid.insert(0, "what it is", [what(str(n)) for n in grid.index])
+    grid.index.name = "run"
+    return grid
 
 
 def datasets_in(pred: pd.DataFrame) -> list[str]:

@@ -823,3 +823,52 @@ def test_evaluation_headline_of_the_shipped_default_pools_what_it_learned(tmp_pa
     others = sorted(d for d, k in domains.items() if k != "in-domain")
     if others:
         assert sorted(_frame_with(at, "the run learned")["dataset"]) == others
+
+
+def test_across_datasets_shows_runs_the_user_can_open_and_says_what_the_others_are(tmp_path, monkeypatch):
+    """A cross-dataset table names runs beside the chosen one: those in the run picker are in the grid; the
+    others (not openable) are apart, each said what it is from the run's runs_compared.csv, or from the table."""
+    import pandas as pd
+
+    runs_dir = tmp_path / "runs"
+    rows = [(run, trained, d, "in-domain" if d in trained else "out-of-domain", 10, 0.8, 0.9, 0.8, 0.2)
+            for run, trained in (("judged", "learned-set"), ("neighbour", "other-set"),
+                                 ("ghost-a", "learned-set + other-set"), ("ghost-b", "other-set"))
+            for d in ("learned-set", "other-set")]
+    cross = pd.DataFrame(rows, columns=["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc",
+                                        "recall", "false_alarm"]).to_csv(index=False)
+    compared = "run,architecture,trained on,epochs\nghost-a,tiny (a ghost),learned-set + other-set,7\n"
+    _made_run(runs_dir, "neighbour", {"datasets_in_data": ["other-set"]}, _two_sets())
+    _made_run(runs_dir, "judged", {"datasets_in_data": ["learned-set"]}, _two_sets(),
+              files={"cross_dataset.csv": cross, "runs_compared.csv": compared})
+    at = _app(runs_dir, monkeypatch)
+    at.sidebar.selectbox(key="run_name").set_value("judged").run()
+    _open(at, "evaluation")
+    picker = set(at.sidebar.selectbox(key="run_name").options)
+    grid = _frame_with(at, "learned-set")
+    assert sorted(grid.index) == ["learned-set", "other-set"], grid  # judged and neighbour, by training data
+    others = _frame_with(at, "what it is")
+    assert sorted(others.index) == ["ghost-a", "ghost-b"] and not set(others.index) & picker
+    assert others.loc["ghost-a", "what it is"] == "tiny (a ghost); trained on learned-set + other-set; 7 epochs"
+    assert others.loc["ghost-b", "what it is"] == "trained on other-set (not in runs_compared.csv)"
+    assert any("2 more detectors in this table, not among your runs" in e.label for e in at.expander)
+
+
+def test_across_datasets_of_the_shipped_default_explains_every_run(tmp_path, monkeypatch):
+    """Every run of the default's cross-dataset table is either one the user can open (in the grid) or said
+    what it is (apart), whatever the default is."""
+    from dfd import DEFAULT_RUN, runs
+
+    try:
+        run = runs.get_run(DEFAULT_RUN)
+    except runs.RunError:
+        pytest.skip("no shipped default")
+    cross = run.cross_dataset()
+    if cross.empty:
+        pytest.skip("the default has no cross-dataset table")
+    at = _open(_app(tmp_path / "runs", monkeypatch, shipped=True), "evaluation")
+    openable = {o.removesuffix(" (shipped)") for o in at.sidebar.selectbox(key="run_name").options}
+    others = _frame_with(at, "what it is")
+    apart = set() if others is None else set(others.index)
+    assert apart == set(cross["run"].astype(str)) - openable
+    assert others is None or others["what it is"].str.len().gt(0).all()
