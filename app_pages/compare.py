@@ -39,15 +39,29 @@ _charts.curves({k: v for r in chosen for k, v in _charts.histories(r).items()}, 
                height=360)
 
 st.subheader("Test metrics")
-st.caption("Accuracy and F1 at each run's served threshold; ROC AUC does not depend on a threshold.")
+tested_on = tables.test_sets(chosen)
 bars = table[table["run"].isin(picked)].melt(id_vars="run", value_vars=["test acc", "test AUC", "test F1",
                                                                        "val acc"],
                                              var_name="metric", value_name="value").dropna()
+bars["tested on"] = bars["run"].map(tested_on)
+test_sets = sorted(bars["tested on"].unique())
+if len(test_sets) > 1:
+    st.caption(f"The picked runs were tested on {len(test_sets)} different test sets, so their numbers do not "
+               "compare across sets: one panel a test set (its datasets and images; val acc on the same datasets' "
+               "validation split). Accuracy and F1 at each run's served threshold; ROC AUC does not depend on a "
+               "threshold.")
+else:
+    st.caption("Accuracy and F1 at each run's served threshold; ROC AUC does not depend on a threshold."
+               + (f" Every picked run was tested on the same images: {test_sets[0]}." if test_sets else ""))
 if bars.empty:
     st.caption("The picked runs have no test metrics (interrupted before evaluation?).")
 else:
-    fig = px.bar(bars, x="metric", y="value", color="run", barmode="group", text_auto=".3f")
-    fig.update_layout(height=360, margin=dict(t=20, b=10), yaxis_range=[0, 1.05])
+    fig = px.bar(bars, x="metric", y="value", color="run", barmode="group", text_auto=".3f",
+                 facet_col="tested on" if len(test_sets) > 1 else None, facet_col_wrap=2,
+                 category_orders={"tested on": test_sets})
+    fig.for_each_annotation(lambda a: a.update(text="tested on " + a.text.split("=", 1)[-1]))
+    fig.update_layout(height=360 * (1 + (len(test_sets) - 1) // 2), margin=dict(t=40, b=10))
+    fig.update_yaxes(range=[0, 1.05])
     st.plotly_chart(fig, key="cmp_bars")
 
 st.subheader("Across datasets")

@@ -21,7 +21,7 @@ from dfd.evaluate import apply_temperature, metrics
 
 MISSING = "-"
 RUN_COLUMNS = ["run", "kind", "status", "model", "params", "datasets", "image size", "epochs", "early stopping",
-               "threshold", "val acc", "val AUC", "test images", "test acc", "test AUC", "test F1",
+               "threshold", "val acc", "val AUC", "test data", "test images", "test acc", "test AUC", "test F1",
                "train time (s)", "started"]
 EVAL_COLUMNS = ["run", "evaluated on", "split", "source", "images", "threshold", "accuracy", "ROC AUC"]
 THRESHOLD_NOTE = ("Accuracy and F1 at each run's served threshold (the threshold column: calibration.json's, "
@@ -68,6 +68,36 @@ def early_stopping(config: dict[str, Any]) -> str:
     return f"{monitor} {float(score):.4f}" + (f" (epoch {epoch})" if epoch is not None else "")
 
 
+def _datasets(pred: pd.DataFrame) -> list[str]:
+    return sorted({str(d) for d in pred["dataset"].dropna() if str(d).strip()}) if "dataset" in pred else []
+
+
+def test_sets(runs: Sequence[store.Run]) -> dict[str, str]:
+    """The test set each run was scored on, as a label to group runs by: its test split's datasets and number of
+    images (e.g. "demo-v1 (90 images)"). Runs scored on different images get different labels even where
+    those agree (", set 2"); a run without test predictions gets "no test predictions". Images are told apart by
+    dataset, file name and label (paths are stored relative to differing data folders)."""
+    labels: dict[str, str] = {}
+    seen: dict[str, list[frozenset]] = {}
+    for run in runs:
+        pred = run.predictions(resolve=False)
+        test = pred[pred["split"].astype(str) == "test"] if len(pred) and "split" in pred else pred.iloc[0:0]
+        if test.empty:
+            labels[run.name] = "no test predictions"
+            continue
+        n = len(test)
+        label = f"{' + '.join(_datasets(test)) or MISSING} ({n:,} image{'' if n == 1 else 's'})"
+        names = test["path"].astype(str).str.replace("\\", "/").str.rsplit("/", n=1).str[-1]
+        key = frozenset(zip(test.get("dataset", pd.Series("", index=test.index)).astype(str), names,
+                            test["label"].astype(int), strict=True))
+        keys = seen.setdefault(label, [])
+        if key not in keys:
+            keys.append(key)
+        k = keys.index(key)
+        labels[run.name] = label if k == 0 else f"{label}, set {k + 1}"
+    return labels
+
+
 def run_row(run: store.Run) -> dict[str, Any]:
     """One row of :func:`runs_table`."""
     cfg = run.config
@@ -85,6 +115,7 @@ def run_row(run: store.Run) -> dict[str, Any]:
         "datasets": _text(" + ".join(run.trained_on)), "image size": _num(cfg.get("image_size")),
         "epochs": _num(epochs), "early stopping": early_stopping(cfg), "threshold": run.threshold,
         "val acc": _num(val.get("accuracy")), "val AUC": _num(val.get("roc_auc")),
+        "test data": _text(" + ".join(_datasets(pred[split == "test"])) if len(pred) else None),
         "test images": _num(test.get("n")) if test.get("n") else float("nan"),
         "test acc": _num(test.get("accuracy")), "test AUC": _num(test.get("roc_auc")),
         "test F1": _num(test.get("f1")), "train time (s)": _num(cfg.get("train_seconds")),

@@ -872,3 +872,29 @@ def test_across_datasets_of_the_shipped_default_explains_every_run(tmp_path, mon
     apart = set() if others is None else set(others.index)
     assert apart == set(cross["run"].astype(str)) - openable
     assert others is None or others["what it is"].str.len().gt(0).all()
+
+
+def test_compare_test_metrics_are_grouped_by_the_test_set_each_run_was_scored_on(tmp_path, monkeypatch):
+    """A run tested on the synthetic demo beside a run tested on real data: the chart puts them in separate
+    panels, each titled by its test set, and the page says the sets differ; runs on the same images share one."""
+    from dfd import runs, tables
+
+    runs_dir = tmp_path / "runs"
+    demo = [("demo-v1", s, y, p) for s in ("val", "test") for y, p in ((0, 0.2), (1, 0.8), (1, 0.3))]
+    _made_run(runs_dir, "on-demo", {}, demo)
+    _made_run(runs_dir, "on-real", {}, _two_sets())
+    _made_run(runs_dir, "on-real-too", {}, _two_sets(0.7))
+    at = _open(_app(runs_dir, monkeypatch), "compare")
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc["on-demo", "test data"] == "demo-v1"
+    assert table.loc["on-real", "test data"] == "learned-set + other-set"
+    at.multiselect(key="cmp_runs").set_value(["on-demo", "on-real", "on-real-too"]).run()
+    assert not at.exception
+    expected = tables.test_sets([runs.get_run(runs_dir / n) for n in ("on-demo", "on-real", "on-real-too")])
+    assert expected["on-real"] == expected["on-real-too"] != expected["on-demo"]
+    spec = json.loads(next(c for c in at.get("plotly_chart") if "tested on" in c.proto.spec).proto.spec)
+    titles = sorted(a["text"] for a in spec["layout"]["annotations"])
+    assert titles == sorted(f"tested on {expected[n]}" for n in ("on-demo", "on-real")), titles
+    panels = {t["name"]: t["xaxis"] for t in spec["data"]}
+    assert panels["on-real"] == panels["on-real-too"] != panels["on-demo"], panels
+    assert any("2 different test sets" in c.value for c in at.caption)
