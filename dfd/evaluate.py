@@ -20,7 +20,7 @@ calibrated into a copy in the user runs folder.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -373,8 +373,15 @@ def _source(run: runs.Run, data_root: str | Path, split: str, limit: int | None,
             "threshold": run.threshold, "temperature": run.temperature, "tta": run.tta, **extra}
 
 
-def _default_tag(data_root: str | Path, split: str) -> str:
-    return f"{Path(data_root).expanduser().resolve().name}-{split}"
+def default_tag(datasets: Iterable[str], split: str) -> str:
+    """An evaluation record's default tag: the datasets it scored and the split, e.g.
+    ``faces-140k-mini+lfw-faceswap-test`` (not the data folder's name: "data-test" says nothing); very many
+    datasets are shortened to the first and a count."""
+    names = sorted({str(d) for d in datasets if str(d).strip()}) or ["data"]
+    joined = "+".join(names)
+    if len(joined) > 120:
+        joined = f"{names[0]}+{len(names) - 1}-more"
+    return f"{joined}-{split}"
 
 
 def _record(run: runs.Run, kind: str, tag: str, info: dict[str, Any], write: Callable[[Path], None]) -> Path:
@@ -444,7 +451,7 @@ def evaluate_run(run: runs.Run | str | Path, data_root: str | Path, split: str =
     Writes a new evaluation record (``<user runs>/_evals/<run>/evaluate/<tag>/``, see :mod:`dfd.runs`):
     ``predictions.csv`` (raw P(fake); paths relative to ``data_root``), ``metrics.json`` (same format as
     the run's own, at 0.5, plus "calibrated": at the run's served threshold after its temperature),
-    ``errors.csv`` (unreadable files) and ``record.json``. ``tag`` defaults to ``<data folder name>-<split>``;
+    ``errors.csv`` (unreadable files) and ``record.json``. ``tag`` defaults to the datasets and split (:func:`default_tag`);
     a tag is never reused (tag2, tag3, ...). Returns the record folder.
     """
     run = runs.get_run(run)
@@ -465,7 +472,7 @@ def evaluate_run(run: runs.Run | str | Path, data_root: str | Path, split: str =
         runs.write_json_atomic(folder / "metrics.json", report)
         runs.write_csv_atomic(folder / "errors.csv", pd.DataFrame(sorted(errors.items()), columns=["path", "reason"]))
 
-    return _record(run, "evaluate", tag or _default_tag(data_root, split), info, write)
+    return _record(run, "evaluate", tag or default_tag(frame["dataset"], split), info, write)
 
 
 def perturbation(kind: str, level: float) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -545,7 +552,7 @@ def robustness(run: runs.Run | str | Path, data_root: str | Path, split: str = "
         runs.write_csv_atomic(folder / "robustness_by_dataset.csv", by_dataset)
         runs.write_json_atomic(folder / "robustness.json", {**info, "rows": table.to_dict(orient="records")})
 
-    return _record(run, "robustness", tag or _default_tag(data_root, split), info, write)
+    return _record(run, "robustness", tag or default_tag(parts, split), info, write)
 
 
 SIZE_SWEEP: tuple[int, ...] = imaging.SIZE_SWEEP
@@ -601,7 +608,7 @@ def size_sweep(run: runs.Run | str | Path, data_root: str | Path, split: str = "
     def write(folder: Path) -> None:
         runs.write_csv_atomic(folder / "sizes.csv", table[SIZES_COLUMNS])
 
-    return _record(run, "sizes", tag or _default_tag(data_root, split), info, write)
+    return _record(run, "sizes", tag or default_tag(frame["dataset"], split), info, write)
 
 
 CROSS_COLUMNS = ["run", "trained_on", "dataset", "domain", "n", "accuracy", "roc_auc", "recall", "false_alarm"]
@@ -666,5 +673,5 @@ def cross_dataset(run_refs: list[runs.Run | str | Path], data_root: str | Path, 
     table = pd.DataFrame(rows, columns=CROSS_COLUMNS)
     info = _source(target, data_root, split, limit, runs=[r.name for r in chosen],
                    thresholds={r.name: r.threshold for r in chosen})
-    return _record(target, "cross-dataset", tag or _default_tag(data_root, split), info,
+    return _record(target, "cross-dataset", tag or default_tag(parts, split), info,
                    lambda folder: runs.write_csv_atomic(folder / "cross_dataset.csv", table))

@@ -34,8 +34,8 @@ Evaluation records: evaluating a run never changes its folder. Each ``evaluate``
         cross_dataset.csv                                    (cross-dataset)
         sizes.csv                                            (sizes)
 
-``<tag>`` defaults to ``<data folder>-<split>`` and is never reused (``tag2``, ``tag3``...). Exports go to
-``<user runs>/_exports/<run>/`` unless ``--out`` says otherwise. :meth:`Run.records` lists a run's evidence
+``<tag>`` defaults to ``<datasets>-<split>`` (:func:`dfd.evaluate.default_tag`) and is never reused (``tag2``,
+``tag3``...). Exports go to ``<user runs>/_exports/<run>/`` unless ``--out`` says otherwise. :meth:`Run.records` lists a run's evidence
 of one kind: its own files (``Record.own``: in the run folder) first, then the records, oldest first, so a
 page or command can say which is which. ``_evals`` and ``_exports`` are never runs (names starting with
 "_" are not run names).
@@ -95,7 +95,7 @@ EVIDENCE_FILES: dict[str, tuple[str, ...]] = {
 }
 # The evidence a shipped run may carry in its own folder (copied from a record when the run was shipped).
 OWN_EVIDENCE = {"robustness": "robustness.csv", "cross-dataset": "cross_dataset.csv", "sizes": "sizes.csv"}
-_NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
+_NAME_OK = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 class RunError(ValueError):
@@ -283,7 +283,7 @@ def resolve_paths(paths: Sequence[str], data_root: str | Path | None = None,
 
 
 def safe_name(name: str) -> str:
-    """A folder-safe run name: letters, digits, '.', '_', '-' (others become '-'); never empty, hidden or
+    """A folder-safe run name: letters, digits, '.', '_', '-', '+' (others become '-'); never empty, hidden or
     starting with '_' (reserved for the store's own folders)."""
     cleaned = _NAME_OK.sub("-", str(name).strip()).strip(".-").lstrip("_") or "run"
     return cleaned

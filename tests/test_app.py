@@ -215,7 +215,10 @@ def test_cross_dataset_table_from_the_cli_on_the_evaluation_page(tmp_path, monke
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
-    csv = tmp_path / "_evals" / "on-faces" / "cross-dataset" / "data-test" / "cross_dataset.csv"
+    from dfd.evaluate import default_tag
+
+    tag = default_tag([p.name for p in faces140k.parent.iterdir() if p.is_dir()], "test")
+    csv = tmp_path / "_evals" / "on-faces" / "cross-dataset" / tag / "cross_dataset.csv"
     assert proc.stdout.strip().splitlines()[-1] == str(csv)
     table = pd.read_csv(csv)
     n_datasets = len([p for p in faces140k.parent.iterdir() if p.is_dir()])
@@ -633,7 +636,8 @@ def test_end_users_never_see_tracebacks():
 def test_evaluation_page_names_datasets_says_where_each_section_comes_from_and_never_shows_none(
         trained_runs, tmp_path, monkeypatch, faces140k):
     """A run with its own robustness and cross-dataset files (made on one image each: metrics undefined) and a
-    later evaluation on lfw-faceswap from the shared folder (tag 'data-test'): the sources name their
+    later evaluation on lfw-faceswap from the shared folder (tag 'lfw-faceswap-test', by its dataset, not the
+    folder's name 'data'): the sources name their
     datasets, each section says whose file it shows, and no table shows 'None' or 'nan'."""
     import shutil
 
@@ -645,10 +649,10 @@ def test_evaluation_page_names_datasets_says_where_each_section_comes_from_and_n
     evaluate.robustness(run, faces140k, limit=1, sweep=evaluate.ROBUSTNESS_SWEEP[:3])
     evaluate.cross_dataset([run], faces140k.parent, limit=1)
     tag = evaluate.evaluate_run(run, faces140k.parent, dataset="lfw-faceswap", limit=20).name
-    assert tag == "data-test"
+    assert tag == "lfw-faceswap-test"
     at = _open(_app(runs_dir, monkeypatch), "evaluation")
     options = at.selectbox(key="ev_source").options
-    assert options == ["Run's own predictions (faces-140k-mini)", "Evaluated on lfw-faceswap (data-test)"], options
+    assert options == ["Run's own predictions (faces-140k-mini)", "Evaluated on lfw-faceswap (lfw-faceswap-test)"], options
 
     def captions() -> str:
         return " | ".join(c.value for c in at.caption)
@@ -667,7 +671,7 @@ def test_evaluation_page_names_datasets_says_where_each_section_comes_from_and_n
     assert not at.exception
     text = captions()
     assert "a later evaluation of this run on lfw-faceswap (test split" in text
-    assert "from evaluation record" in text and "data-test" in text
+    assert "from evaluation record" in text and "lfw-faceswap-test" in text
     assert text.count("not from the evaluation chosen at the top") == 2, text  # robustness and cross-dataset
     assert "(faces-140k-mini, test split, 1 images)" in text
     assert "20 images" in text

@@ -91,20 +91,24 @@ def test_commands_never_write_the_shipped_runs_and_every_run_file_has_a_producer
     assert cal.stdout.strip().splitlines()[-1] == str(runs_dir / "shipped-calibrated" / "calibration.json")
     records = runs_dir / "_evals" / "shipped"
     assert Path(ev.stdout.strip().splitlines()[-1]) == records / "evaluate" / "faces-140k-mini-test"
-    # an evaluation is a new record, never an overwrite
-    assert Path(rob.stdout.strip().splitlines()[-1]) == records / "robustness" / "data-test"
-    assert Path(rob2.stdout.strip().splitlines()[-1]) == records / "robustness" / "data-test2"
-    assert Path(cross.stdout.strip().splitlines()[-1]) == records / "cross-dataset" / "data-test" / "cross_dataset.csv"
+    # an evaluation is a new record, never an overwrite; named by the datasets it scored, not the folder
+    from dfd.evaluate import default_tag
+
+    tag = default_tag([p.name for p in data.iterdir() if p.is_dir()], "test")
+    assert tag.startswith("faces-140k-mini+lfw-faceswap+") and tag.endswith("-test")
+    assert Path(rob.stdout.strip().splitlines()[-1]) == records / "robustness" / tag
+    assert Path(rob2.stdout.strip().splitlines()[-1]) == records / "robustness" / f"{tag}2"
+    assert Path(cross.stdout.strip().splitlines()[-1]) == records / "cross-dataset" / tag / "cross_dataset.csv"
     assert str(runs_dir / "_exports" / "shipped") in exp.stdout
     from dfd import runs
 
     for kind in ("evaluate", "robustness", "cross-dataset"):  # the documented file list is what is written
         for folder in (records / kind).iterdir():
             assert {f.name for f in folder.iterdir()} == set(runs.EVIDENCE_FILES[kind]), folder
-    by_dataset = pd.read_csv(records / "robustness" / "data-test" / "robustness_by_dataset.csv")
+    by_dataset = pd.read_csv(records / "robustness" / tag / "robustness_by_dataset.csv")
     assert set(by_dataset["dataset"]) == {p.name for p in data.iterdir() if p.is_dir()}
     assert (by_dataset["n"] == 4).all()
-    pooled = pd.read_csv(records / "robustness" / "data-test" / "robustness.csv")
+    pooled = pd.read_csv(records / "robustness" / tag / "robustness.csv")
     assert (pooled["n"] == 4).all(), "pooled over the datasets the run was trained on (faces-140k-mini only)"
     table = pd.read_csv(__import__("io").StringIO(listing.stdout))
     assert table.set_index("run")["kind"].to_dict() == {"shipped2": "user", "ens": "user",
@@ -157,7 +161,10 @@ def test_robustness_of_the_real_default_leaves_it_untouched(tmp_path):
                    env={"DFD_RUNS_DIR": str(tmp_path / "runs")})
     assert tree_hash(DEFAULT_DIR) == before
     record = Path(proc.stdout.strip().splitlines()[-1])
-    assert record == tmp_path / "runs" / "_evals" / "default" / "robustness" / "data-test"
+    from dfd.evaluate import default_tag
+
+    tag = default_tag([p.name for p in data.iterdir() if p.is_dir()], "test")
+    assert record == tmp_path / "runs" / "_evals" / "default" / "robustness" / tag
     from dfd import runs
 
     run = runs.get_run("default", tmp_path / "runs")
