@@ -739,8 +739,8 @@ def _scoring_options(p: argparse.ArgumentParser, per: str = "") -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which split to score")
     p.add_argument("--limit", type=int, help=f"at most this many images{per} (stratified)")
     p.add_argument("--batch-size", type=int, default=64, help="images per model call")
-    p.add_argument("--tag", help="name of the evaluation record (default: <datasets>-<split>, e.g. lfw-faceswap-test; never reused: "
-                                 "tag2, tag3, ...)")
+    p.add_argument("--tag", help="name of the evaluation record (default: <datasets>-<split>, e.g. "
+                                 "lfw-faceswap-test; never reused: tag2, tag3, ...)")
     _runs_dir(p)
 
 
