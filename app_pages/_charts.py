@@ -1,4 +1,5 @@
-"""Charts shared by the pages: training curves (the Training page and the Compare page draw them alike)."""
+"""Charts shared by the pages: training curves (the Training page and the Compare page draw them alike), and
+the one order and pair of colours of real and fake."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ from typing import Any
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+
+CLASS_ORDER = ["real", "fake"]
+CLASS_COLORS = {"real": "#2e7d32", "fake": "#c62828"}
+"""One order and one pair of colours for real and fake in every chart (use :func:`by_class`)."""
+
+
+def by_class(column: str = "class") -> dict[str, Any]:
+    """Plotly Express arguments that draw ``column`` (values "real" / "fake") in :data:`CLASS_ORDER` and
+    :data:`CLASS_COLORS`."""
+    return {"color_discrete_map": CLASS_COLORS, "category_orders": {column: CLASS_ORDER}}
 
 
 def histories(run: Any) -> dict[str, pd.DataFrame]:
@@ -46,4 +57,8 @@ def curves(by_label: Mapping[str, pd.DataFrame], metrics: Sequence[str], *, key:
     fig.update_layout(height=height, margin=dict(t=40 if title else 20, b=10), legend_title_text="")
     fig.update_xaxes(dtick=1)
     st.plotly_chart(fig, key=key)
+    singles = [str(r) for r, g in data.groupby("run", sort=False) if g["epoch"].nunique() == 1]
+    if singles:  # a one-epoch history is a dot, not a curve: say why
+        who = "One epoch recorded" if not several else f"{', '.join(singles)}: one epoch recorded"
+        st.caption(f"{who}, so each metric is a single point, not a curve (a curve needs two epochs or more).")
     return True

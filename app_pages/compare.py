@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages import _charts, _shared
-from dfd import tables
+from dfd import tables, views
 
 st.title("Compare runs")
 runs = _shared.list_runs()
@@ -22,7 +22,7 @@ st.dataframe(table, hide_index=True, key="runs_table", placeholder=tables.MISSIN
     **{c: st.column_config.NumberColumn(format="%d") for c in ("image size", "epochs", "test images")},
     "train time (s)": st.column_config.NumberColumn(format="%.0f"),
 })
-st.caption(f"{len(runs)} runs: yours in `{_shared.runs_root()}` (newest first), then the shipped ones in "
+st.caption(f"{views.plural(len(runs), 'run')}: yours in `{_shared.runs_root()}` (newest first), then the shipped ones in "
            f"`{_shared.shipped_root()}`. {tables.THRESHOLD_NOTE}")
 
 names = [r.name for r in runs]

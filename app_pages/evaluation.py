@@ -48,7 +48,8 @@ with st.expander("Evaluate this run on the dataset chosen in the sidebar (cross-
             try:
                 out = evaluate.evaluate_run(run, root, "test", limit=int(limit) or None,
                                             progress=lambda done, total: bar.progress(
-                                                done / max(total, 1), text=f"{done} of {total} images"))
+                                                done / max(total, 1),
+                                                text=f"{done:,} of {views.plural(total, 'image')}"))
             except (ValueError, RuntimeError, OSError) as exc:
                 st.error(f"Evaluation failed: {exc}")
             else:
@@ -158,8 +159,8 @@ if len(rel):
     fig = go.Figure([
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect"),
         go.Scatter(x=rel["mean_p_fake"], y=rel["frac_fake"], mode="lines+markers", name="model",
-                   text=rel["count"], hovertemplate="mean P(fake) %{x:.2f}<br>fraction fake %{y:.2f}"
-                                                     "<br>%{text} images"),
+                   text=[views.plural(int(c), "image") for c in rel["count"]],
+                   hovertemplate="mean P(fake) %{x:.2f}<br>fraction fake %{y:.2f}<br>%{text}"),
     ])
     fig.update_layout(title=f"Reliability (ECE {fmt(m.get('ece'))})", height=340, margin=dict(t=40, b=10),
                       xaxis_title="mean P(fake) in bin", yaxis_title="fraction fake", showlegend=False)
@@ -176,7 +177,8 @@ else:
     info = found[-1].info
     st.caption(f"From {found[-1].label}"
                + (f" ({views.named(info.get('datasets') or [])}, {info.get('split', '?')} split, "
-                  f"{info.get('n_images', '?')} images)" if info.get("datasets") else "")
+                  f"{views.plural(info['n_images'], 'image') if 'n_images' in info else '? images'})"
+                  if info.get("datasets") else "")
                + ": the datasets the run was trained on, pooled, at its served threshold "
                "(robustness_by_dataset.csv there has each dataset)"
                + ("; not from the evaluation chosen at the top." if tag is not None else "."))

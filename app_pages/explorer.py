@@ -6,8 +6,8 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-from app_pages import _shared
-from dfd import explore, imaging
+from app_pages import _charts, _shared
+from dfd import explore, imaging, views
 
 st.title("Data explorer")
 index = _shared.dataset_index()
@@ -15,8 +15,8 @@ if index is None:
     st.stop()
 frame = index.frame
 root, fp = str(index.root), index.fingerprint()
-st.caption(f"{_shared.dataset_label()} · layout `{index.layout}` · {len(frame):,} images"
-           + (f" · {len(index.skipped)} files skipped while indexing" if index.skipped else ""))
+st.caption(f"{_shared.dataset_label()} · layout `{index.layout}` · {views.plural(len(frame), 'image')}"
+           + (f" · {views.plural(len(index.skipped), 'file')} skipped while indexing" if index.skipped else ""))
 
 if st.session_state.get("data_source", _shared.DEMO) == _shared.DEMO:
     st.info("This is the built-in demo: synthetic drawn faces whose fakes carry a GAN-like upsampling "
@@ -31,10 +31,11 @@ tab_counts, tab_gallery, tab_blur, tab_files, tab_spectra = st.tabs(
 if tab_counts.open:
     with tab_counts:
         counts = explore.class_counts(frame)
+        style = _charts.by_class()
         fig = px.bar(counts, x="split", y="images", color="class", barmode="group", text="images",
                      facet_col="dataset" if len(datasets) > 1 else None,
-                     color_discrete_map={"real": "#2e7d32", "fake": "#c62828"},
-                     category_orders={"split": ["train", "val", "test"], "class": ["real", "fake"]})
+                     color_discrete_map=style["color_discrete_map"],
+                     category_orders={"split": ["train", "val", "test"], **style["category_orders"]})
         fig.update_layout(height=380, margin=dict(t=40, b=10), legend_title_text="")
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
         st.plotly_chart(fig, key="counts_chart")
@@ -55,7 +56,7 @@ if tab_gallery.open:
         subset = explore.select(frame, split, label, dataset)
         per_page = 18
         pages = explore.n_pages(len(subset), per_page)
-        page = st.number_input(f"Page (of {pages}, {len(subset):,} images)", 1, pages, key="gal_page")
+        page = st.number_input(f"Page (of {pages}, {views.plural(len(subset), 'image')})", 1, pages, key="gal_page")
         paths = explore.page_of(subset, int(page) - 1, per_page, seed=st.session_state.get("gal_seed", 0))
         cols = st.columns(6)
         for i, path in enumerate(paths):
@@ -112,24 +113,25 @@ if tab_files.open:
         if summary["mean step"].notna().any():
             fig = px.bar(summary.dropna(subset=["mean step"]), x="dataset", y="mean step", color="class",
                          barmode="group", text="mean step", error_y=summary["max"] - summary["mean step"],
-                         error_y_minus=summary["mean step"] - summary["min"],
-                         color_discrete_map={"real": "#2e7d32", "fake": "#c62828"})
+                         error_y_minus=summary["mean step"] - summary["min"], **_charts.by_class())
             fig.update_layout(height=340, margin=dict(t=20, b=10), yaxis_title="mean quantisation step (min-max)",
                               legend_title_text="")
             st.plotly_chart(fig, key="quant_chart")
         st.subheader("Unreadable files")
         if index.skipped:
-            st.write(f"{len(index.skipped)} files skipped while indexing:")
+            st.write(f"{views.plural(len(index.skipped), 'file')} skipped while indexing:")
             st.dataframe([{"path": p, "reason": r} for p, r in index.skipped], hide_index=True, key="skipped")
         paths = frame["path"].tolist()
         auto = len(paths) <= 3000
-        if auto or st.button(f"Decode all {len(paths):,} images to find unreadable ones", key="scan_bad"):
+        if auto or st.button(f"Decode every image ({views.plural(len(paths), 'image')}) to find unreadable ones",
+                             key="scan_bad"):
             bad = _shared.unreadable(root, fp, paths)
             if bad:
-                st.error(f"{len(bad)} of {len(paths):,} images cannot be read; training and evaluation skip them.")
+                st.error(f"{len(bad):,} of {views.plural(len(paths), 'image')} cannot be read; training and "
+                         "evaluation skip them.")
                 st.dataframe([{"path": p, "reason": r} for p, r in bad], hide_index=True, key="bad_table")
             else:
-                st.success(f"All {len(paths):,} images decode.")
+                st.success(f"Every image decodes ({views.plural(len(paths), 'image')}).")
 
 # ---------------------------------------------------------------------------------------------- spectra
 if tab_spectra.open:
@@ -149,7 +151,11 @@ if tab_spectra.open:
                 fig = px.imshow(z, color_continuous_scale="RdBu_r" if diff else "Viridis",
                                 zmin=-lim if diff else None, zmax=lim if diff else None, aspect="equal",
                                 title=title)
-                fig.update_layout(height=360, margin=dict(t=40, b=5, l=5, r=5), coloraxis_showscale=diff)
+                # Every panel has its colour scale, under it: a scale beside one panel only narrowed that panel.
+                fig.update_layout(height=400, margin=dict(t=40, b=5, l=5, r=5), coloraxis_showscale=True,
+                                  coloraxis_colorbar=dict(orientation="h", y=-0.02, yanchor="top", thickness=10,
+                                                          title_text="fake - real" if diff else "log magnitude",
+                                                          title_side="bottom"))
                 fig.update_xaxes(visible=False)
                 fig.update_yaxes(visible=False)
                 col.plotly_chart(fig, key=f"spec_{title}")

@@ -78,7 +78,7 @@ if run is None:
 else:
     hist = run.history()
     st.caption(f"Run **{run.name}** · status {run.status} · {run.model_label} · "
-               f"{run.config.get('image_size', '?')} px · {len(hist)} epochs recorded")
+               f"{run.config.get('image_size', '?')} px · {views.plural(len(hist), 'epoch')} recorded")
     members = run.member_histories()
     if members:
         st.caption(f"An ensemble: P(fake) is the mean of {', '.join(members)}, each trained on its own; "
@@ -211,7 +211,7 @@ with st.form("train_form"):
                                       disabled=busy or index is None)
 if presets[preset] is not None and presets[preset].config.get("teacher"):
     taught = presets[preset]
-    st.info(f"Run {taught.name} was distilled from {len(taught.config['teacher'])} runs "
+    st.info(f"Run {taught.name} was distilled from {views.plural(len(taught.config['teacher']), 'run')} "
             f"({', '.join(taught.config['teacher'])}). This form trains one run of its recipe, without teachers; "
             "to distil, train the teachers, then `python -m dfd train ... --teacher RUN...` "
             "(`python -m dfd train --help`).", icon=":material/info:")

@@ -114,7 +114,8 @@ class TrainingJob:
         if self.stage == PREPARING:
             return f"{self.phase}{count}"
         if self.stage == FINISHING:
-            return f"training done ({self.epoch_number} of {self.epochs} epochs) · {self.phase}{count}"
+            return (f"training done ({self.epoch_number} of {self.epochs} epoch{'s' if self.epochs != 1 else ''}) · "
+                    f"{self.phase}{count}")
         epoch = f"epoch {self.epoch_number} of {self.epochs}"
         if self.phase == TRAINING:
             return f"{epoch} · training {self.epoch - int(self.epoch):.0%}{metrics}"

@@ -147,7 +147,8 @@ def described_runs(cross: pd.DataFrame, compared: pd.DataFrame) -> pd.DataFrame:
             return f"trained on {trained.get(name, MISSING)} (not in runs_compared.csv)"
         parts = [str(row.get("architecture", MISSING)), f"trained on {row.get('trained on', trained.get(name))}"]
         if pd.notna(row.get("epochs")) and str(row.get("epochs")).strip() not in ("", "-"):
-            parts.append(f"{row['epochs']} epochs")
+            parts.append(plural(int(row["epochs"]), "epoch") if str(row["epochs"]).isdigit() else
+                         f"{row['epochs']} epochs")
         return "; ".join(parts)
 
     grid.insert(0, "what it is", [what(str(n)) for n in grid.index])

@@ -664,7 +664,7 @@ def test_evaluation_page_names_datasets_says_where_each_section_comes_from_and_n
 
     text = captions()
     assert "the run's own predictions.csv (its val and test splits, faces-140k-mini)" in text
-    assert "(faces-140k-mini, test split, 1 images): the datasets the run was trained on" in text
+    assert "(faces-140k-mini, test split, 1 image): the datasets the run was trained on" in text
     assert "not from the evaluation chosen at the top" not in text
     no_missing_shown()
     at.selectbox(key="ev_source").set_value(options[1]).run()
@@ -673,7 +673,7 @@ def test_evaluation_page_names_datasets_says_where_each_section_comes_from_and_n
     assert "a later evaluation of this run on lfw-faceswap (test split" in text
     assert "from evaluation record" in text and "lfw-faceswap-test" in text
     assert text.count("not from the evaluation chosen at the top") == 2, text  # robustness and cross-dataset
-    assert "(faces-140k-mini, test split, 1 images)" in text
+    assert "(faces-140k-mini, test split, 1 image)" in text
     assert "20 images" in text
     no_missing_shown()
 
@@ -902,3 +902,54 @@ def test_compare_test_metrics_are_grouped_by_the_test_set_each_run_was_scored_on
     panels = {t["name"]: t["xaxis"] for t in spec["data"]}
     assert panels["on-real"] == panels["on-real-too"] != panels["on-demo"], panels
     assert any("2 different test sets" in c.value for c in at.caption)
+
+
+def test_counts_are_pluralised_and_a_one_epoch_run_is_said_to_be_a_single_point(tmp_path, monkeypatch):
+    """"1 run", "1 epoch", never "1 runs"; a one-epoch history is drawn as a point with a note saying why."""
+    import re
+
+    runs_dir = tmp_path / "runs"
+    _made_run(runs_dir, "single", {"datasets_in_data": ["learned-set"]}, _two_sets(), history=1)
+    at = _app(runs_dir, monkeypatch)
+    plural_one = re.compile(r"\b1 (runs|images|epochs|files|datasets|detectors|batches|members)\b")
+    for page in ("training", "evaluation", "compare"):
+        _open(at, page)
+        shown = [e.value for kind in ("caption", "markdown", "info", "success", "warning") for e in at.get(kind)]
+        assert not [t for t in shown if plural_one.search(str(t))], (page, shown)
+        if page == "training":
+            assert any("1 epoch recorded" in str(t) for t in shown)
+            notes = [c.value for c in at.caption if "single point" in c.value]
+            assert notes and notes[0].startswith("One epoch recorded"), shown
+        if page == "compare":
+            assert any(str(t).startswith("1 run: yours") for t in shown), shown
+
+
+def test_explorer_draws_real_and_fake_alike_in_every_chart_and_the_spectra_panels_alike(tmp_path, monkeypatch, lfw):
+    """One order and one pair of colours for real and fake (the Counts and the JPEG charts), from one place;
+    the three spectrum panels drawn the same way (a colour scale beside one narrowed it)."""
+    from app_pages import _charts
+
+    at = _app(tmp_path, monkeypatch)
+    at.sidebar.radio(key="data_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="data_folder").input(str(lfw)).run()
+
+    def classes(chart) -> list[tuple[str, str]]:
+        return [(t["name"], t["marker"]["color"]) for t in json.loads(chart.proto.spec)["data"]]
+
+    expected = [(c, _charts.CLASS_COLORS[c]) for c in _charts.CLASS_ORDER]
+    assert classes(at.get("plotly_chart")[0]) == expected  # Counts
+    at.session_state["explorer_tab"] = "Sizes, JPEG & unreadable files"
+    at.run()
+    assert classes(at.get("plotly_chart")[0]) == expected  # JPEG quantisation step
+    at.session_state["explorer_tab"] = "Frequency spectra"
+    at.run()
+    assert not at.exception
+    layouts = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
+    assert len(layouts) == 3
+
+    def drawn(layout: dict) -> tuple:
+        bar = layout.get("coloraxis", {}).get("colorbar", {})
+        return (layout.get("height"), json.dumps(layout.get("margin"), sort_keys=True),
+                layout.get("coloraxis", {}).get("showscale"), bar.get("orientation"), bar.get("y"))
+
+    assert len({drawn(lay) for lay in layouts}) == 1, [drawn(lay) for lay in layouts]

@@ -174,4 +174,4 @@ def test_robustness_of_the_real_default_leaves_it_untouched(tmp_path):
     listing = run_dfd(REPO, tmp_path, "runs", "--evals", env={"DFD_RUNS_DIR": str(tmp_path / "runs")}).stdout
     rows = [line.split() for line in listing.split("Evidence of each run")[1].splitlines()[1:]]
     assert ["default", "robustness", "run", "folder", str(DEFAULT_DIR), "-"] in rows
-    assert ["default", "robustness", "data-test", str(record)] == next(r for r in rows if "data-test" in r)[:4]
+    assert ["default", "robustness", tag, str(record)] == next(r for r in rows if tag in r)[:4]
