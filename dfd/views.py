@@ -109,10 +109,12 @@ def apart_table(pred: pd.DataFrame, domains: dict[str, str], threshold: float) -
             continue
         part = pred[pred["dataset"].astype(str) == dataset]
         if len(part):
-            rows.append({"dataset": dataset, "the run learned": DOMAIN_WORDS.get(kind, kind),
-                         **outcome_row(metrics(part, threshold))})
-    return pd.DataFrame(rows, columns=["dataset", "the run learned", "n", "accuracy", "roc_auc", "recall",
-                                       "false_alarm"])
+            o = outcome_row(metrics(part, threshold))
+            rows.append({"dataset": dataset, "the run learned": DOMAIN_WORDS.get(kind, kind), "images": o["n"],
+                         "accuracy": o["accuracy"], "ROC AUC": o["roc_auc"], "recall (fakes)": o["recall"],
+                         "false alarms (reals)": o["false_alarm"]})
+    return pd.DataFrame(rows, columns=["dataset", "the run learned", "images", "accuracy", "ROC AUC",
+                                       "recall (fakes)", "false alarms (reals)"])
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
