@@ -109,7 +109,8 @@ for col, (label, key) in zip(cols, [("Accuracy", "accuracy"), ("Precision", "pre
                                     ("F1", "f1"), ("ROC AUC", "roc_auc"), ("ECE", "ece")], strict=True):
     col.metric(label, fmt(m.get(key)))
 st.caption(f"{views.plural(m['n'], 'image')} ({m['n_real']:,} real, {m['n_fake']:,} fake"
-           + (f", of {views.named(choices[dataset])}" if dataset is not None else "") + ")"
+           + (f", of {dataset if len(choices[dataset]) == 1 else views.named(choices[dataset])}"
+              if dataset is not None else "") + ")"
            + (f"; {m['n_unreadable']} unreadable left out" if m["n_unreadable"] else "")
            + ". Fake is the positive class; precision and recall are for 'fake'.")
 if apart and dataset == next(iter(choices)):  # the headline (the learned pool): the others apart, labelled
