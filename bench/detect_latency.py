@@ -2,7 +2,7 @@
 
     python bench/detect_latency.py [--run models/default] [--n 40] [--data ../shared/data]
 
-dfd path: ``Detector.analyse(path)``: PIL decode (EXIF, RGB), Haar face finding, margin crop, resize, one
+dfd path: ``Detector.analyse(path)``: PIL decode (EXIF, RGB), face finding (BlazeFace), margin crop, resize, one
 model call (the run's own float32 TFLite export when it has a matching one, else a compiled ``tf.function``),
 calibration. Also timed stage by stage (decode, faces, model).
 Seed recipe (what the seed projects serve): ``cv2.imread`` + ``cv2.resize`` + ``model.predict(x[None])``,
@@ -99,7 +99,7 @@ def main() -> None:
     print(f"{'per image':<44}{'median ms':>10}{'p90 ms':>10}")
     print(f"{'seed: cv2.imread + resize + model.predict':<44}{med_s:>10.1f}{p90_s:>10.1f}")
     print(f"{'dfd: Detector.analyse (decode+faces+model)':<44}{med_d:>10.1f}{p90_d:>10.1f}")
-    for label, ts in [("  decode (PIL, EXIF, RGB)", t_decode), ("  face finding (Haar) + crop", t_faces),
+    for label, ts in [("  decode (PIL, EXIF, RGB)", t_decode), ("  face finding (BlazeFace) + crop", t_faces),
                       (f"  resize + model call ({det.engine})", t_model)]:
         m, p90 = _stats(ts)
         print(f"{label:<44}{m:>10.1f}{p90:>10.1f}")
