@@ -11,6 +11,11 @@ threshold on the calibrated val probabilities; detection applies ``p = sigmoid(l
 (:func:`apply_temperature`) and calls "fake" when ``p >= threshold``. That threshold is the run's served
 threshold (:attr:`dfd.runs.Run.threshold`), used by every table here that says "accuracy" at a threshold.
 
+Inconclusive band: :func:`fit_band` fits, on the same val predictions, a band [lo, hi) around the threshold
+whose images are served as "inconclusive" instead of a verdict (rule: :data:`BAND_RULE`); calibration.json keeps
+it as ``band_lo``, ``band_hi``. :func:`band_outcome` says what a band does to each dataset (share decided,
+accuracy on the decided ones) and :func:`risk_coverage` draws the whole trade-off.
+
 Nothing here writes into a run's folder except :func:`calibrate` of a user run: :func:`evaluate_run`,
 :func:`robustness` and :func:`cross_dataset` each write a new evaluation record of the run
 (``<user runs>/_evals/<run>/<kind>/<tag>/``, see :mod:`dfd.runs`) and return its folder; a shipped run is
@@ -267,6 +272,143 @@ def best_threshold(y: np.ndarray, p: np.ndarray, max_false_alarm: float | None =
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
 
 
+BAND_TARGET = 0.97
+"""The val accuracy the inconclusive band aims for on the images it leaves decided."""
+BAND_MAX_SHARE = 0.06
+"""The most of any one dataset's val images the band may hold (so at least 94% of each is decided, leaving
+room for test images lying a little nearer the threshold than val's: the aim is 90% decided on every test set)."""
+BAND_RULE = ("the band [lo, hi) around the threshold holding the fewest val images such that val accuracy on the "
+             f"images outside it is at least {BAND_TARGET:g}, holding at most {BAND_MAX_SHARE:.0%} of any dataset's "
+             f"val images; where {BAND_TARGET:g} is out of reach within that, the band within it with the highest "
+             "val accuracy outside it; no band where none raises it")
+
+
+def fit_band(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.ndarray | None = None,
+             target: float = BAND_TARGET, max_share: float = BAND_MAX_SHARE,
+             max_candidates: int = 400) -> tuple[float, float]:
+    """The inconclusive band [lo, hi) around ``threshold`` (lo <= threshold <= hi) on P(fake) ``p`` (calibrated,
+    as served) with labels ``y``, by :data:`BAND_RULE`: P(fake) below lo is called real, at or above hi fake,
+    in between inconclusive. ``groups`` (a label per row, e.g. the dataset) caps the share each group may lose;
+    without it the pool is one group. Returns (threshold, threshold) (no band) when no band raises accuracy.
+
+    Edges are midway between neighbouring val scores (at most ``max_candidates`` a side), so the band is the
+    same for any scores between the same val images.
+    """
+    thr = float(threshold)
+    y, p = np.asarray(y, np.int64), np.asarray(p, np.float64)
+    if len(y) == 0 or max_share <= 0:
+        return thr, thr
+    g = np.full(len(y), "", dtype=object) if groups is None else np.asarray(groups, dtype=object).astype(str)
+    limit = int(np.floor(max_share * len(y)))  # no group may lose more than max_share: nor may the pool
+
+    def edges(side: np.ndarray, beyond: float) -> np.ndarray:
+        """The threshold, then the edges taking in the 1, 2, ... nearest of ``side`` (distinct scores, nearest
+        the threshold first): midway to the next score, or ``beyond`` after the last."""
+        k = np.arange(1, min(len(side), limit) + 1)
+        if len(k) > max_candidates:
+            k = np.unique(np.linspace(1, k[-1], max_candidates).round().astype(int))
+        nxt = np.append(side, beyond)[k]
+        return np.concatenate([[thr], np.where(k < len(side), (side[k - 1] + nxt) / 2, beyond)])
+
+    lows = edges(np.unique(p[p < thr])[::-1], 0.0)
+    highs = edges(np.unique(p[p >= thr]), np.nextafter(1.0, 2.0))
+    wrong = (p >= thr) != (y == 1)
+    inside, wrong_inside, caps_ok = 0, 0, np.ones((len(lows), len(highs)), bool)
+    for name in np.unique(g):
+        sel = g == name
+        qs, qe = np.sort(p[sel]), np.sort(p[sel & wrong])
+        n_in = np.searchsorted(qs, highs, "left")[None, :] - np.searchsorted(qs, lows, "left")[:, None]
+        caps_ok &= n_in <= max_share * sel.sum()
+        inside = inside + n_in
+        wrong_inside = wrong_inside + (np.searchsorted(qe, highs, "left")[None, :]
+                                       - np.searchsorted(qe, lows, "left")[:, None])
+    decided = len(y) - inside
+    acc = np.where(decided > 0, 1.0 - (wrong.sum() - wrong_inside) / np.maximum(decided, 1), 0.0)
+    acc = np.where(caps_ok, acc, -1.0)
+    reached = acc >= target
+    if reached.any():
+        cost = np.where(reached, inside, np.iinfo(np.int64).max)
+        i, j = np.unravel_index(np.argmin(cost), cost.shape)
+    else:
+        best = acc >= acc.max() - 1e-12
+        cost = np.where(best, inside, np.iinfo(np.int64).max)
+        i, j = np.unravel_index(np.argmin(cost), cost.shape)
+    if acc[i, j] <= acc[0, 0] + 1e-12:
+        return thr, thr
+    return float(lows[i]), float(highs[j])
+
+
+def band_outcome(pred: pd.DataFrame, threshold: float, band: tuple[float, float] | None,
+                 by: str = "dataset") -> pd.DataFrame:
+    """What an inconclusive ``band`` does to each ``by`` group of a predictions table (P(fake) as served):
+    columns ``by``, n, decided (share outside the band), accuracy (all, at ``threshold``), accuracy_decided,
+    gain (accuracy_decided - accuracy). No band: everything decided."""
+    columns = [by, "n", "decided", "accuracy", "accuracy_decided", "gain"]
+    rows = []
+    for name, part in pred.groupby(by, sort=True) if by in pred else [("all", pred)]:
+        y, p = _valid(part)
+        if not len(y):
+            continue
+        keep = np.ones(len(p), bool) if band is None else (p < band[0]) | (p >= band[1])
+        right = (p >= threshold) == (y == 1)
+        acc_d = float(right[keep].mean()) if keep.any() else None
+        rows.append({by: str(name), "n": int(len(y)), "decided": float(keep.mean()), "accuracy": float(right.mean()),
+                     "accuracy_decided": acc_d, "gain": None if acc_d is None else acc_d - float(right.mean())})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def risk_coverage(pred: pd.DataFrame, threshold: float, by: str = "dataset", points: int = 200) -> pd.DataFrame:
+    """Risk-coverage curves per ``by`` group (P(fake) as served): images decided farthest from ``threshold``
+    (in logit) first, so each point is a band around the threshold: columns ``by``, coverage (share decided),
+    accuracy (on the decided ones), decided (count), n. At most ``points`` points a group."""
+    columns = [by, "coverage", "accuracy", "decided", "n"]
+    parts = []
+    for name, part in pred.groupby(by, sort=True) if by in pred else [("all", pred)]:
+        y, p = _valid(part)
+        if not len(y):
+            continue
+        order = np.argsort(-np.abs(_logit(p) - _logit(np.array([threshold]))[0]), kind="stable")
+        right = ((p >= threshold) == (y == 1))[order]
+        k = np.arange(1, len(y) + 1)
+        pick = np.unique(np.linspace(0, len(y) - 1, min(points, len(y))).round().astype(int))
+        parts.append(pd.DataFrame({by: str(name), "coverage": k[pick] / len(y),
+                                   "accuracy": np.cumsum(right)[pick] / k[pick], "decided": k[pick],
+                                   "n": len(y)}))
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def band_fields(y: np.ndarray, q: np.ndarray, threshold: float, groups: np.ndarray | None = None,
+                prefix: str = "") -> dict[str, Any]:
+    """The band fitted on (y, q) and what it does there: calibration.json's band fields."""
+    lo, hi = fit_band(y, q, threshold, groups)
+    keep = (q < lo) | (q >= hi)
+    right = (q >= threshold) == (y == 1)
+    return {f"{prefix}band_lo": lo, f"{prefix}band_hi": hi, f"{prefix}band_rule": BAND_RULE,
+            f"{prefix}band_decided": float(keep.mean()) if len(q) else None,
+            f"{prefix}band_accuracy_decided": float(right[keep].mean()) if keep.any() else None}
+
+
+def run_band(run: runs.Run) -> tuple[float, float] | None:
+    """The band a run calibrated before bands existed would have had: fitted by :func:`fit_band` on its
+    predictions.csv's calibration split (calibration.json ``fitted_on``, else val) at its temperature and
+    threshold, exactly as :func:`calibrate` fits it. None when the run has no calibration or no such
+    predictions of both classes, or no band raises accuracy. Nothing is written."""
+    cal = run.calibration()
+    if not cal or cal.get("threshold") is None:
+        return None
+    pred = run.predictions(resolve=False)
+    split = str(cal.get("fitted_on") or "val")
+    part = pred[pred["split"] == split] if "split" in pred.columns else pred.iloc[0:0]
+    y, p = _valid(part)
+    if len(y) < 2 or len(np.unique(y)) < 2:
+        return None
+    valid = (np.isfinite(pd.to_numeric(part["p_fake"], errors="coerce").to_numpy(np.float64))
+             & np.isfinite(pd.to_numeric(part["label"], errors="coerce").to_numpy(np.float64)))
+    groups = part["dataset"].fillna("").astype(str).to_numpy()[valid] if "dataset" in part else None
+    lo, hi = fit_band(y, apply_temperature(p, run.temperature), run.threshold, groups)
+    return (lo, hi) if lo < hi else None
+
+
 def false_alarm_groups(pred: pd.DataFrame) -> list[np.ndarray]:
     """The groups of reals the served threshold's false-alarm cap holds for, besides the pool: each
     dataset's reals and each real source's (``dataset/source``), as label arrays for :func:`best_threshold`."""
@@ -282,8 +424,9 @@ def false_alarm_groups(pred: pd.DataFrame) -> list[np.ndarray]:
 
 def calibrate(run: runs.Run | str | Path, split: str = "val", max_false_alarm: float | None = None, *,
               runs_dir: str | Path | None = None, name: str | None = None) -> dict[str, Any]:
-    """Fit temperature and threshold on the run's ``split`` predictions and write calibration.json.
-    ``max_false_alarm`` (default: the run's config, as trained) caps the false-alarm rate on ``split``.
+    """Fit temperature, threshold and the inconclusive band (:func:`fit_band`, each dataset's images a group) on
+    the run's ``split`` predictions and write calibration.json. ``max_false_alarm`` (default: the run's config,
+    as trained) caps the false-alarm rate on ``split``.
 
     A user run is calibrated in place. A shipped run is never written: a calibrated copy of it is made in
     the user runs folder (``runs_dir``, default :func:`dfd.runs.user_dir`) as ``name`` (default
@@ -312,14 +455,18 @@ def calibrate(run: runs.Run | str | Path, split: str = "val", max_false_alarm: f
         "false_alarm_by_group": by_group,
         "ece_before": expected_calibration_error(y, p), "ece_after": expected_calibration_error(y, q),
         "accuracy_at_threshold": float(np.mean((q >= thr) == y)),
+        **band_fields(y, q, thr, groups[0]),
     }
     test = pred[pred["split"] == "test"] if "split" in pred.columns else pred.iloc[0:0]
     ty, tp = _valid(test)
     if len(ty):
         tq = apply_temperature(tp, t)
+        kept = (tq < result["band_lo"]) | (tq >= result["band_hi"])
         result.update(test_ece_before=expected_calibration_error(ty, tp),
                       test_ece_after=expected_calibration_error(ty, tq),
-                      test_accuracy_at_threshold=float(np.mean((tq >= thr) == ty)))
+                      test_accuracy_at_threshold=float(np.mean((tq >= thr) == ty)),
+                      test_band_decided=float(kept.mean()),
+                      test_band_accuracy_decided=float(np.mean((tq >= thr)[kept] == ty[kept])) if kept.any() else None)
     if not run.shipped:
         runs.write_json_atomic(run.path / "calibration.json", result)
         return {**result, "run_path": str(run.path)}

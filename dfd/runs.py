@@ -19,7 +19,7 @@ A run folder ``<name>/`` holds ``config.json`` (everything to reproduce the run)
 (``{"status": "complete"|"interrupted"|"failed", ...}``), ``history.csv`` (one row an epoch), ``model.keras``,
 ``predictions.csv`` (path,label,p_fake,split,dataset for every evaluated image), ``metrics.json`` (at 0.5,
 from predictions.csv), ``bad_files.csv`` and ``calibration.json`` (temperature, threshold: the served
-threshold). A shipped run may also hold its own evidence files, copied in when it was shipped:
+threshold; ``band_lo``, ``band_hi``: the inconclusive band, :attr:`Run.band`). A shipped run may also hold its own evidence files, copied in when it was shipped:
 ``robustness.csv``, ``robustness_by_dataset.csv``, ``robustness.json`` (from ``python -m dfd robustness``)
 ``cross_dataset.csv`` (from ``python -m dfd cross-dataset``) and ``sizes.csv`` (from ``python -m dfd sizes``).
 :data:`EVIDENCE_FILES` names every file a command writes.
@@ -449,6 +449,7 @@ class Run:
     path: Path
     _config: dict[str, Any] | None = field(default=None, repr=False)
     records_root: Path | None = field(default=None, repr=False)
+    _band_cache: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -541,6 +542,39 @@ class Run:
         """The served decision threshold on (calibrated) P(fake): from calibration.json, else 0.5."""
         value = self.calibration().get("threshold")
         return float(value) if value is not None else 0.5
+
+    @property
+    def band(self) -> tuple[float, float] | None:
+        """The inconclusive band [lo, hi) on served P(fake) (:func:`dfd.evaluate.fit_band`): calibration.json's
+        ``band_lo``/``band_hi``; for a run calibrated before bands existed (calibration.json without them, e.g.
+        the shipped default), fitted the same way on its own predictions.csv when read (nothing is written);
+        None for a run with no calibration or no band."""
+        return self._band()[0]
+
+    @property
+    def band_source(self) -> str | None:
+        """Where :attr:`band` comes from, in words; None without a band."""
+        return self._band()[1]
+
+    def _band(self) -> tuple[tuple[float, float] | None, str | None]:
+        stamp = tuple(_stamp_of(self.path / f) for f in ("calibration.json", "predictions.csv"))
+        if self._band_cache is not None and self._band_cache[0] == stamp:
+            return self._band_cache[1]
+        cal = self.calibration()
+        found: tuple[tuple[float, float] | None, str | None] = (None, None)
+        if cal.get("band_lo") is not None and cal.get("band_hi") is not None:
+            lo, hi = float(cal["band_lo"]), float(cal["band_hi"])
+            if lo < hi:
+                found = ((lo, hi), "calibration.json")
+        elif cal:
+            from dfd import evaluate
+
+            band = evaluate.run_band(self)
+            if band is not None:
+                found = (band, f"fitted on the run's {cal.get('fitted_on') or 'val'} predictions when loaded "
+                               "(its calibration.json predates bands)")
+        self._band_cache = (stamp, found)
+        return found
 
     @property
     def temperature(self) -> float:
@@ -645,6 +679,14 @@ class Run:
             "train_seconds": cfg.get("train_seconds"),
             "started": cfg.get("started"),
         }
+
+
+def _stamp_of(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return 0, -1
 
 
 def _subfolders(folder: Path) -> list[Path]:

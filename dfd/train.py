@@ -651,8 +651,9 @@ def _keep_run(what: str, work: Callable[[], str], run_dir: Path, root: Path, nam
 
 
 def _calibrate(run_dir: Path) -> None:
-    """Fit the new run's temperature and threshold on its val predictions (calibration.json), when it has
-    val predictions of both classes; a run without them keeps threshold 0.5."""
+    """Fit the new run's temperature, threshold and inconclusive band on its val predictions (calibration.json,
+    :func:`dfd.evaluate.calibrate`), when it has val predictions of both classes; a run without them keeps
+    threshold 0.5 and no band."""
     from dfd import evaluate
 
     with contextlib.suppress(evaluate.EvaluationError):

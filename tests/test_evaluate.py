@@ -385,3 +385,110 @@ def test_size_sweep_judges_each_image_at_each_source_size(trained):
     assert acc[0] >= 0.75 and acc[16] < acc[0] - 0.15
     assert not (path / "sizes.csv").exists()
     assert runs.get_run(path).sizes().equals(table)
+
+
+# ---------------------------------------------------------------------------------------------- inconclusive band
+
+
+def _near_threshold_errors(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores whose mistakes sit near 0.5: a band there raises accuracy, a band far from it cannot."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    z = np.where(y == 1, 2.5, -2.5) + rng.normal(0, 1.6, n)
+    return y, 1 / (1 + np.exp(-z)), np.where(np.arange(n) % 2, "a", "b")
+
+
+def test_fit_band_reaches_the_target_with_the_fewest_images_and_caps_each_group():
+    y, p, groups = _near_threshold_errors()
+    base = np.mean((p >= 0.5) == y)
+    lo, hi = evaluate.fit_band(y, p, 0.5, groups, target=base + 0.02, max_share=0.2)
+    assert lo < 0.5 < hi
+    kept = (p < lo) | (p >= hi)
+    assert np.mean((p[kept] >= 0.5) == y[kept]) >= base + 0.02
+    for g in ("a", "b"):
+        assert np.mean(~kept[groups == g]) <= 0.2
+    # the fewest images: a band one image narrower on either side misses the target
+    narrower = [(np.nextafter(lo, 1), hi), (lo, np.nextafter(hi, 0))]
+    for a, b in narrower:
+        k = (p < a) | (p >= b)
+        if k.sum() > kept.sum():
+            assert np.mean((p[k] >= 0.5) == y[k]) < base + 0.02
+    # out of reach within the cap: the best band within it, never more than the cap per group
+    lo, hi = evaluate.fit_band(y, p, 0.5, groups, target=0.9999, max_share=0.03)
+    kept = (p < lo) | (p >= hi)
+    assert np.mean(~kept) > 0 and all(np.mean(~kept[groups == g]) <= 0.03 for g in ("a", "b"))
+    assert np.mean((p[kept] >= 0.5) == y[kept]) > base
+
+
+def test_fit_band_gives_no_band_where_none_helps():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])  # every verdict right
+    assert evaluate.fit_band(y, p, 0.5) == (0.5, 0.5)
+    assert evaluate.fit_band(np.array([], int), np.array([]), 0.4) == (0.4, 0.4)
+
+
+def test_band_outcome_and_risk_coverage():
+    pred = pd.DataFrame({"label": [0, 0, 1, 1, 0, 1], "p_fake": [0.1, 0.55, 0.45, 0.9, 0.2, 0.8],
+                         "dataset": ["a", "a", "a", "a", "b", "b"]})
+    out = evaluate.band_outcome(pred, 0.5, (0.4, 0.6)).set_index("dataset")
+    assert out.loc["a", "decided"] == 0.5 and out.loc["a", "accuracy"] == 0.5
+    assert out.loc["a", "accuracy_decided"] == 1.0 and out.loc["a", "gain"] == 0.5
+    assert out.loc["b", "decided"] == 1.0 and out.loc["b", "gain"] == 0.0
+    assert evaluate.band_outcome(pred, 0.5, None)["decided"].eq(1.0).all()
+    curve = evaluate.risk_coverage(pred, 0.5)
+    a = curve[curve["dataset"] == "a"]
+    # the images farthest from the threshold are decided first: right ones, then the two near it, wrong
+    assert list(a["coverage"]) == [0.25, 0.5, 0.75, 1.0] and list(a["accuracy"]) == [1.0, 1.0, 2 / 3, 0.5]
+
+
+def test_calibrate_writes_the_band_and_a_run_calibrated_before_bands_gets_the_same_one(tmp_path):
+    y, p, groups = _near_threshold_errors(800, seed=3)
+    pred = pd.DataFrame({"path": [f"{i}.jpg" for i in range(len(y))], "label": y, "p_fake": p,
+                         "split": np.where(np.arange(len(y)) < 500, "val", "test"), "dataset": groups})
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    pred.to_csv(run_dir / "predictions.csv", index=False)
+    (run_dir / "config.json").write_text(json.dumps({"name": "r"}))
+    run = runs.Run(run_dir)
+    assert run.band is None and run.band_source is None  # not calibrated: served with no band
+    cal = evaluate.calibrate(run_dir)
+    assert cal["band_lo"] < cal["threshold"] < cal["band_hi"] and cal["band_rule"] == evaluate.BAND_RULE
+    assert 0.94 <= cal["band_decided"] < 1 and cal["band_accuracy_decided"] > cal["accuracy_at_threshold"]
+    assert 0 < cal["test_band_decided"] < 1
+    assert run.band == (cal["band_lo"], cal["band_hi"]) and run.band_source == "calibration.json"
+    # the same calibration without band fields (written before bands existed): the same band, fitted on load
+    old = {k: v for k, v in json.loads((run_dir / "calibration.json").read_text()).items() if "band" not in k}
+    (run_dir / "calibration.json").write_text(json.dumps(old))
+    assert run.band == pytest.approx((cal["band_lo"], cal["band_hi"]))
+    assert "predates bands" in run.band_source
+
+
+def _default_test_predictions() -> tuple[runs.Run, pd.DataFrame]:
+    from dfd import DEFAULT_RUN, MODELS_DIR
+
+    run = runs.Run(MODELS_DIR / DEFAULT_RUN)
+    if not (run.path / "predictions.csv").is_file():
+        pytest.skip("no shipped default")
+    pred = run.predictions(resolve=False)
+    pred = pred[pred["split"] == "test"]
+    return run, pred.assign(p_fake=evaluate.apply_temperature(pred["p_fake"].to_numpy(), run.temperature))
+
+
+def test_the_shipped_default_band_leaves_nine_in_ten_of_every_test_set_decided():
+    """The default's band (fitted on its val predictions when loaded, or from its calibration.json), on its own
+    test predictions (read, never written): at least 90% of each dataset's test images get a verdict."""
+    run, pred = _default_test_predictions()
+    assert run.band is not None, "the shipped default serves an inconclusive band"
+    out = evaluate.band_outcome(pred, run.threshold, run.band)
+    assert (out["decided"] >= 0.90).all(), out.to_string()
+    assert (out["decided"] < 1).any(), "the band decides something"
+
+
+@pytest.mark.xfail(strict=True, reason="measured on the shipped default (lite0_hf): its val-fitted band [0.611, 0.810) "
+                   "raises test accuracy on the decided images by +1.27 points on faces-140k-mini, +0.97 on "
+                   "lfw-faceswap, +0.68 on modern-faces-128 and 0 on real-and-fake-face (its fakes never learned: "
+                   "called real far from the threshold); no band fitted on val alone clears +1 on all")
+def test_the_shipped_default_band_raises_accuracy_on_the_decided_images_by_a_point():
+    run, pred = _default_test_predictions()
+    out = evaluate.band_outcome(pred, run.threshold, run.band)
+    assert (out["gain"] >= 0.01).all(), out.to_string()
