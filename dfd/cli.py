@@ -417,6 +417,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           f"ECE on {args.split} {_fmt(result['ece_before'])} -> {_fmt(result['ece_after'])}"
           + (f"  test ECE {_fmt(result['test_ece_before'])} -> {_fmt(result['test_ece_after'])}"
              if "test_ece_before" in result else ""))
+    if result["band_lo"] < result["band_hi"]:
+        print(f"inconclusive band {_fmt(result['band_lo'])} to {_fmt(result['band_hi'])}: "
+              f"{_fmt(result['band_decided'])} of {args.split} decided, accuracy on them "
+              f"{_fmt(result['band_accuracy_decided'])}"
+              + (f"; test {_fmt(result['test_band_decided'])} decided, accuracy "
+                 f"{_fmt(result['test_band_accuracy_decided'])}" if "test_band_decided" in result else ""))
+    else:
+        print(f"no inconclusive band: none raises accuracy on {args.split}")
     if run.shipped:
         print(f"{run.name} is a shipped run and stays as it is: the calibration went into a copy, run "
               f"{Path(result['run_path']).name}", file=sys.stderr)
@@ -660,18 +668,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
             bar.update(1)
     finally:
         bar.close()
-    table = detect.results_table(results, threshold)
+    band = detector.band_at(threshold)
+    table = detect.results_table(results, threshold, band, run=detector.name, engine=detector.engine)
     if args.csv:
         _write_csv(table, args.csv)
     if args.csv != "-":  # the table is shown unless the CSV goes to stdout
-        shown = table.astype(object).copy()
-        shown["face"] = [("" if pd.isna(v) else str(int(v))) for v in table["face"]]
-        shown["p_fake"] = [("" if pd.isna(v) else f"{v:.4f}") for v in table["p_fake"]]
-        print(_table(shown))
+        print(_table(detect.table_for_display(table)))
         n_bad = sum(not r.ok for r in results)
         n_fake = int((table["verdict"] == "fake").sum())
-        print(f"\n{len(results)} image(s), {len(table) - n_bad} judged region(s): {n_fake} fake at threshold "
-              f"{threshold:.3f} (run {detector.name}); {n_bad} unreadable"
+        n_unsure = int((table["verdict"] == detect.INCONCLUSIVE).sum())
+        band_text = (f", inconclusive band {detect.p_text(band[0])}-{detect.p_text(band[1])}"
+                     if band is not None else ", no inconclusive band")
+        print(f"\n{len(results)} image(s), {len(table) - n_bad} judged region(s): {n_fake} fake, {n_unsure} "
+              f"inconclusive at threshold {threshold:.3f} (run {detector.name}{band_text}); {n_bad} unreadable"
               + (f"; {len(passed)} file(s) passed over (listed on stderr)" if passed else ""))
     return 0
 
@@ -832,9 +841,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", formatter_class=_Formatter, help="P(fake) and a verdict per face",
                        description="Judge images: each face found (BlazeFace) is cropped as in training and gets "
-                                   "P(fake) and a verdict at the run's threshold; with no face the whole image is "
-                                   "judged. Unreadable files get a row with the error. Same code as the app's "
-                                   "Detect page (dfd.detect.Detector).")
+                                   "P(fake) and a verdict at the run's threshold: fake, real, or inconclusive "
+                                   "inside the run's band around the threshold or when a light re-save (JPEG q85, "
+                                   "0.75x) flips it; with no face the whole image is judged. Unreadable files get "
+                                   "a row with the error. The CSV names the run, threshold, band, engine and dfd "
+                                   "version. Same code as the app's Detect page (dfd.detect.Detector).")
     p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders (searched recursively)")
     p.add_argument("--run", default="default", help="run name (in --runs-dir) or run folder path")
     p.add_argument("--threshold", type=float, help="decision threshold on P(fake) (default: the run's calibrated one)")

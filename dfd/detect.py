@@ -87,6 +87,8 @@ LARGE_FACE_FRACTION = 0.3
 MAX_FACES = 12
 FAKE_COLOUR = (211, 47, 47)
 REAL_COLOUR = (46, 125, 50)
+INCONCLUSIVE_COLOUR = (230, 145, 0)
+VERDICT_COLOURS = {"fake": FAKE_COLOUR, "real": REAL_COLOUR, "inconclusive": INCONCLUSIVE_COLOUR}
 
 CAVEATS = (
     "P(fake) is the model's estimate that the picture is a manipulated or generated face **of the kinds it "
@@ -122,7 +124,7 @@ def trained_on_text(run: Any) -> str:
     """One sentence on what a run has seen: the fakes of each training dataset, less any generator left out
     and any dataset it learned only the real photos of."""
     reals_only = set(run.config.get("reals_only") or [])
-    parts = [f"{KNOWN_FAKES.get(d, d)} ({d})" for d in run.trained_on if d not in reals_only]
+    parts = [f"{KNOWN_FAKES[d]} ({d})" if d in KNOWN_FAKES else d for d in run.trained_on if d not in reals_only]
     text = "; ".join(parts) if parts else "data it did not record"
     left_out = [GENERATOR_LABELS.get(g, g) for g in run.config.get("exclude_generators") or []]
     if left_out:
@@ -136,21 +138,53 @@ def trained_on_text(run: Any) -> str:
             "what it has seen.")
 
 
+def trained_on_short(run: Any) -> str:
+    """The datasets a run learned, for a one-line summary: "a + b", and those it learned only the real photos
+    of said so ("a + b, and only the real photos of c"), as :func:`trained_on_text` tells it."""
+    reals_only = set(run.config.get("reals_only") or [])
+    learned = [d for d in run.trained_on if d and d not in reals_only]
+    text = " + ".join(learned) or "?"
+    only = sorted(d for d in run.trained_on if d in reals_only)
+    return text + (f", and only the real photos of {' + '.join(only)}" if only else "")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Results
 
 
+INCONCLUSIVE = "inconclusive"
+NEAR_THRESHOLD = "near the threshold"
+FLIPS = "flips when re-saved"
+RESAVE_WINDOW = 0.5
+"""Faces whose P(fake) lies within this many logits of the threshold (or inside the band) are judged again
+after a light re-save (:data:`RESAVES`); a verdict that flips is inconclusive. Measured on the shipped
+default's val and test images (bench/inconclusive.py): 4% of faces flip under one of the re-saves, flips
+reach 4.8 logits from the threshold, but a flip does not mark a wrong verdict more often than nearness to the
+threshold does, and each face checked costs two more model inputs; within 0.5 logit the check costs the test sets
+at most 1.3 points of decided share more than the band alone."""
+Band = tuple[float, float]
+"""An inconclusive band [lo, hi) on P(fake): below lo real, at or above hi fake, in between inconclusive."""
+
+
 @dataclass
 class FaceResult:
-    """One judged region: the face box as found (or the whole image), the crop judged, P(fake), verdict."""
+    """One judged region: the face box as found (or the whole image), the crop judged, P(fake), verdict
+    ("fake", "real" or "inconclusive") and, for an inconclusive one, why (:data:`NEAR_THRESHOLD`, :data:`FLIPS`).
+    ``resaved``: P(fake) of the crop after each light re-save (:data:`RESAVES`), where it was checked."""
 
     box: tuple[int, int, int, int]
     p_fake: float
     verdict: str
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+    reason: str = ""
+    resaved: dict[str, float] = field(default_factory=dict)
 
-    def verdict_at(self, threshold: float) -> str:
-        return verdict(self.p_fake, threshold)
+    def verdict_at(self, threshold: float, band: Band | None = None) -> str:
+        return judge(self.p_fake, threshold, band, self.resaved)[0]
+
+    def reason_at(self, threshold: float, band: Band | None = None) -> str:
+        """Why the face is inconclusive at ``threshold`` and ``band`` ("" when it is not)."""
+        return judge(self.p_fake, threshold, band, self.resaved)[1]
 
 
 @dataclass
@@ -163,6 +197,8 @@ class ImageResult:
     whole_image: bool = False
     image: np.ndarray | None = field(default=None, repr=False)
     seconds: float = 0.0
+    looked_for_faces: bool = True
+    """False when face finding was off: the whole image was judged without looking for a face."""
 
     @property
     def ok(self) -> bool:
@@ -173,8 +209,67 @@ class ImageResult:
         return max((f.p_fake for f in self.faces), default=None)
 
 
-def verdict(p_fake: float, threshold: float) -> str:
+def verdict(p_fake: float, threshold: float, band: Band | None = None) -> str:
+    """"fake" at or above ``threshold``, else "real"; "inconclusive" inside ``band`` [lo, hi) when one is given."""
+    if band is not None and band[0] <= p_fake < band[1]:
+        return INCONCLUSIVE
     return "fake" if p_fake >= threshold else "real"
+
+
+def judge(p_fake: float, threshold: float, band: Band | None = None,
+          resaved: dict[str, float] | None = None) -> tuple[str, str]:
+    """(verdict, why): :func:`verdict`, and inconclusive too when the verdict at ``threshold`` of any re-saved
+    copy (``resaved``: P(fake) by re-save) differs; why is "" for a verdict, else :data:`NEAR_THRESHOLD`
+    and/or :data:`FLIPS` naming the re-saves that flip it."""
+    reasons = []
+    if verdict(p_fake, threshold, band) == INCONCLUSIVE:
+        reasons.append(NEAR_THRESHOLD)
+    flipped = [name for name, p in (resaved or {}).items() if (p >= threshold) != (p_fake >= threshold)]
+    if flipped:
+        reasons.append(f"{FLIPS} ({', '.join(flipped)})")
+    return (INCONCLUSIVE, "; ".join(reasons)) if reasons else (verdict(p_fake, threshold), "")
+
+
+def band_at(band: Band | None, band_threshold: float, threshold: float) -> Band | None:
+    """``band`` (fitted around ``band_threshold``) moved to ``threshold``: its edges keep their distance from the
+    threshold in logits. None stays None."""
+    if band is None or threshold == band_threshold:
+        return band
+    shift = _logit(threshold) - _logit(band_threshold)
+    lo, hi = (float(1.0 / (1.0 + np.exp(-(_logit(v) + shift)))) for v in band)
+    return min(lo, threshold), max(hi, threshold)
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), 1e-7), 1 - 1e-7)
+    return float(np.log(p) - np.log1p(-p))
+
+
+def logit_distance(p_fake: float, threshold: float) -> float:
+    """How far P(fake) lies from the threshold, in logits (the calibrated scale's natural distance)."""
+    return abs(_logit(p_fake) - _logit(threshold))
+
+
+def p_text(p_fake: float | None) -> str:
+    """P(fake) as every table, label, alert and CLI line shows it: three decimals, rounded once from the value
+    itself (never from an already rounded one); "" for none."""
+    if p_fake is None or not np.isfinite(p_fake):
+        return ""
+    return f"{float(p_fake):.3f}"
+
+
+def _scaled(img: np.ndarray, factor: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+
+
+RESAVES: tuple[tuple[str, Callable[[np.ndarray], np.ndarray]], ...] = (
+    ("JPEG q85", lambda img: imaging.jpeg_recompress(img, 85)),
+    ("0.75x resize", lambda img: _scaled(img, 0.75)),
+)
+"""The light re-saves a near-threshold verdict must survive (each applied to the crop judged, then the one
+:func:`dfd.imaging.prepare`)."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -319,16 +414,18 @@ class Detector:
         self.name = run.name
         self._setup(model, size, run.threshold, run.temperature, margin, find_faces, run.tta,
                     serving=export.serving_predictor(run))
+        self.band = run.band
 
     @classmethod
     def from_model(cls, model: keras.Model, image_size: int | None = None, *, threshold: float = 0.5,
                    temperature: float = 1.0, margin: float = MARGIN, find_faces: bool = True,
-                   name: str = "model", tta: bool = False) -> Detector:
+                   name: str = "model", tta: bool = False, band: Band | None = None) -> Detector:
         """A detector around an in-memory Keras model (tests, notebooks)."""
         self = cls.__new__(cls)
         self.run = None
         self.name = name
         self._setup(model, int(image_size or model.input_shape[1]), threshold, temperature, margin, find_faces, tta)
+        self.band = band
         return self
 
     def _setup(self, model: keras.Model, image_size: int, threshold: float, temperature: float,
@@ -347,6 +444,7 @@ class Detector:
         self._grad_model: Any = None
         self._logit_fn: Any = None
         self.tta = bool(tta)
+        self.band: Band | None = None  # the run's inconclusive band around self.threshold (Run.band)
         # the run's own TFLite export when it matches the model (faster), else the Keras graph
         self.engine = "tflite" if serving is not None else "keras"
         self._call = serving if serving is not None else predictor(model, self.image_size, tta=self.tta)
@@ -384,11 +482,18 @@ class Detector:
             return [], [(0, 0, w, h)]
         return boxes, [face_crop(b, img.shape, self.margin) for b in boxes]
 
+    def band_at(self, threshold: float | None = None) -> Band | None:
+        """The run's inconclusive band, moved to ``threshold`` (None: the run's own) by :func:`band_at`."""
+        return band_at(self.band, self.threshold, self.threshold if threshold is None else float(threshold))
+
     def analyse(self, source: imaging.Source | np.ndarray, name: str | None = None,
                 threshold: float | None = None, find_faces: bool | None = None) -> ImageResult:
         """Judge one image (path, bytes, file object or RGB array). Never raises for a bad image.
 
-        ``find_faces`` False judges the whole image (None: the detector's setting).
+        ``find_faces`` False judges the whole image (None: the detector's setting). Each face is "fake", "real"
+        or "inconclusive" (:func:`judge`): inside the run's band, or (checked for faces within
+        :data:`RESAVE_WINDOW` logits of the threshold or inside the band) a verdict that flips after a light
+        re-save (:data:`RESAVES`; all the re-saved crops of an image go through the model in one call).
         """
         t0 = time.perf_counter()
         if name is None:
@@ -398,17 +503,38 @@ class Detector:
             img = source if isinstance(source, np.ndarray) else imaging.load_image(source)
         except imaging.ImageError as exc:
             return ImageResult(name=name, error=str(exc), seconds=time.perf_counter() - t0)
+        looked = self.find_faces if find_faces is None else bool(find_faces)
+        band = self.band_at(threshold)
         try:
-            boxes, crops = self.regions(img, find_faces)
+            boxes, crops = self.regions(img, looked)
             batch = np.stack([imaging.prepare(cut(img, c), self.image_size) for c in crops])
             probs = self.predict_arrays(batch)
+            resaved = self.resaved_p(img, crops, probs, threshold, band)
         except Exception as exc:  # noqa: BLE001 - one image's failure is reported in its row; the batch goes on
             return ImageResult(name=name, error=f"analysis failed: {type(exc).__name__}: {exc}", image=img,
-                               seconds=time.perf_counter() - t0)
-        whole = not boxes
-        faces = [FaceResult(box=(boxes[i] if boxes else crops[i]), p_fake=float(p), verdict=verdict(float(p), threshold),
-                            crop=crops[i]) for i, p in enumerate(probs)]
-        return ImageResult(name=name, faces=faces, whole_image=whole, image=img, seconds=time.perf_counter() - t0)
+                               seconds=time.perf_counter() - t0, looked_for_faces=looked)
+        faces = []
+        for i, p in enumerate(probs):
+            v, why = judge(float(p), threshold, band, resaved[i])
+            faces.append(FaceResult(box=(boxes[i] if boxes else crops[i]), p_fake=float(p), verdict=v,
+                                    crop=crops[i], reason=why, resaved=resaved[i]))
+        return ImageResult(name=name, faces=faces, whole_image=not boxes, image=img,
+                           seconds=time.perf_counter() - t0, looked_for_faces=looked)
+
+    def resaved_p(self, img: np.ndarray, crops: Sequence[tuple[int, int, int, int]], probs: np.ndarray,
+                  threshold: float, band: Band | None) -> list[dict[str, float]]:
+        """For each crop: {re-save: P(fake)} where its P(fake) ``probs[i]`` is within :data:`RESAVE_WINDOW`
+        logits of ``threshold`` or inside ``band``, else {} (not checked). One model call for them all."""
+        near = [i for i, p in enumerate(probs)
+                if logit_distance(float(p), threshold) <= RESAVE_WINDOW or verdict(float(p), threshold, band) == INCONCLUSIVE]
+        out: list[dict[str, float]] = [{} for _ in probs]
+        if not near:
+            return out
+        batch = np.stack([imaging.prepare(fn(cut(img, crops[i])), self.image_size) for i in near for _, fn in RESAVES])
+        again = self.predict_arrays(batch).reshape(len(near), len(RESAVES))
+        for k, i in enumerate(near):
+            out[i] = {name: float(again[k, j]) for j, (name, _) in enumerate(RESAVES)}
+        return out
 
     def analyse_many(self, sources: Iterable[tuple[str, Any]], threshold: float | None = None,
                      find_faces: bool | None = None) -> list[ImageResult]:
@@ -503,8 +629,11 @@ def domain_warning(run_name: str, trained_on: Iterable[str], datasets: Iterable[
 
 
 
-def draw(result: ImageResult, threshold: float, max_side: int = 900, min_side: int = 400) -> np.ndarray | None:
-    """The image with each judged region outlined, red for fake and green for real, with its P(fake).
+def draw(result: ImageResult, threshold: float, max_side: int = 900, min_side: int = 400,
+         band: Band | None = None) -> np.ndarray | None:
+    """The image with each face outlined in its verdict's colour (red fake, green real, amber inconclusive)
+    with its number and P(fake), and the region judged for it outlined thin where it is not the face box (the
+    margin crop, or the whole picture when that crop would cover most of it). Labels stay inside the picture.
 
     Shrunk to at most ``max_side`` px, or enlarged to at least ``min_side`` px (so labels stay legible
     on small images).
@@ -519,32 +648,94 @@ def draw(result: ImageResult, threshold: float, max_side: int = 900, min_side: i
     else:
         canvas = cv2.resize(img, (round(w * scale), round(h * scale)),
                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    thick = max(2, round(max(canvas.shape[:2]) / 200))
+    ch, cw = canvas.shape[:2]
+    thick = max(2, round(max(ch, cw) / 200))
+    font = max(0.45, max(ch, cw) / 1000)
+
+    def inside(x: int, y: int, bw: int, bh: int, t: int) -> tuple[int, int, int, int]:
+        """A rectangle kept inside the canvas, its line of width ``t`` included."""
+        x0, y0 = min(max(x, t // 2), cw - 1 - t // 2), min(max(y, t // 2), ch - 1 - t // 2)
+        x1, y1 = max(min(x + bw, cw - 1 - t // 2), x0), max(min(y + bh, ch - 1 - t // 2), y0)
+        return x0, y0, x1, y1
+
     for i, face in enumerate(result.faces):
-        colour = FAKE_COLOUR if face.p_fake >= threshold else REAL_COLOUR
-        x, y, bw, bh = (round(v * scale) for v in face.box)
+        colour = VERDICT_COLOURS[face.verdict_at(threshold, band)]
         if result.whole_image:
-            x, y, bw, bh = thick // 2, thick // 2, canvas.shape[1] - thick, canvas.shape[0] - thick
-        cv2.rectangle(canvas, (x, y), (x + bw, y + bh), colour, thick)
-        label = f"{i + 1}: {face.p_fake:.2f}"
-        font = max(0.45, max(canvas.shape[:2]) / 1000)
+            box = inside(0, 0, cw, ch, thick)
+        else:
+            box = inside(*(round(v * scale) for v in face.box), thick)
+            region = inside(*(round(v * scale) for v in face.crop), max(1, thick // 2))
+            if region != box:  # the region judged, thin, where it is not the face box itself
+                cv2.rectangle(canvas, region[:2], region[2:], colour, max(1, thick // 2))
+        cv2.rectangle(canvas, box[:2], box[2:], colour, thick)
+        label = f"{i + 1}: {p_text(face.p_fake)}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
-        ty = y - 4 if y - th - 6 >= 0 else y + th + 6
+        x = min(max(box[0], 0), max(cw - tw - 6, 0))  # shifted left, never cut, at the right edge
+        ty = box[1] - 4 if box[1] - th - 6 >= 0 else min(box[1] + th + 6, ch - base)
         cv2.rectangle(canvas, (x, ty - th - 4), (x + tw + 6, ty + base - 2), colour, -1)
         cv2.putText(canvas, label, (x + 3, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
 
 
-def results_table(results: Sequence[ImageResult], threshold: float) -> pd.DataFrame:
-    """One row per judged face (or per unreadable file): file, face, P(fake), verdict, region, note."""
+def region_text(result: ImageResult, face: FaceResult, index: int) -> str:
+    """Which region was judged for face ``index`` (0-based), in words, as drawn by :func:`draw`."""
+    if result.image is None:
+        return ""
+    shape = result.image.shape
+    x, y, w, h = face.crop
+    if not result.looked_for_faces:
+        return f"whole picture judged ({w}x{h} px): face finding was off"
+    if result.whole_image:
+        return f"whole picture judged ({w}x{h} px): no face found"
+    if is_whole(face.crop, shape):
+        return (f"whole picture judged ({w}x{h} px, outlined thin): face {index + 1}'s margin crop ({MARGIN:g}x its "
+                f"box) would cover most of it, so the picture is taken as a face crop like the training images")
+    return f"region judged: the {w}x{h} px square at ({x}, {y}) around face {index + 1} (outlined thin)"
+
+
+TABLE_COLUMNS = ["file", "face", "p_fake", "verdict", "why", "region", "box", "note", "run", "threshold", "band",
+                 "engine", "dfd_version"]
+
+
+def _xywh(r: tuple[int, int, int, int]) -> str:
+    return "x{},y{},w{},h{}".format(*r)
+
+
+def results_table(results: Sequence[ImageResult], threshold: float, band: Band | None = None, *,
+                  run: str | None = None, engine: str | None = None) -> pd.DataFrame:
+    """One row per judged face (or per unreadable file), a record to keep: file, face (number, Int64: empty
+    for an unreadable file), p_fake, verdict (fake, real, inconclusive or error), why (an inconclusive
+    verdict's reason), region (the region judged), box (the face as found), note (the error, or why the whole
+    image was judged), and what judged it: run, threshold, band ("lo-hi", "" for none), engine, dfd_version."""
+    from dfd import __version__
+
+    common = {"run": run or "", "threshold": float(threshold),
+              "band": "" if band is None else f"{band[0]:.4f}-{band[1]:.4f}", "engine": engine or "",
+              "dfd_version": __version__}
     rows = []
     for r in results:
         if r.error is not None:
-            rows.append({"file": r.name, "face": None, "p_fake": None, "verdict": "error", "box": "",
-                         "note": r.error})
+            rows.append({"file": r.name, "face": None, "p_fake": None, "verdict": "error", "why": "", "region": "",
+                         "box": "", "note": r.error, **common})
             continue
+        note = ("" if not r.whole_image else "no face found: whole image judged" if r.looked_for_faces
+                else "face finding off: whole image judged")
         for i, f in enumerate(r.faces):
-            rows.append({"file": r.name, "face": i + 1, "p_fake": round(f.p_fake, 4),
-                         "verdict": f.verdict_at(threshold), "box": "x{},y{},w{},h{}".format(*f.box),
-                         "note": "no face found: whole image judged" if r.whole_image else ""})
-    return pd.DataFrame(rows, columns=["file", "face", "p_fake", "verdict", "box", "note"])
+            v, why = judge(f.p_fake, threshold, band, f.resaved)
+            rows.append({"file": r.name, "face": i + 1, "p_fake": float(f.p_fake), "verdict": v, "why": why,
+                         "region": _xywh(f.crop), "box": "" if r.whole_image else _xywh(f.box), "note": note,
+                         **common})
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table["face"] = table["face"].astype("Int64")
+    table["p_fake"] = table["p_fake"].astype("float64")
+    return table
+
+
+def table_for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`results_table` as shown on a page: P(fake) as :func:`p_text` writes it, a face number or "" (never
+    "None" or "<NA>"), the columns that are the same on every row (run, threshold, ...) left out."""
+    shown = table.drop(columns=["run", "threshold", "band", "engine", "dfd_version"]).astype(object)
+    shown["face"] = ["" if pd.isna(v) else str(int(v)) for v in table["face"]]
+    shown["p_fake"] = [p_text(None if pd.isna(v) else float(v)) for v in table["p_fake"]]
+    return shown.fillna("")
+

@@ -285,3 +285,105 @@ def test_trained_on_text_names_the_fakes_a_run_has_seen(tmp_path):
                                                      "exclude_generators": ["flux1-dev"]})
     text = detect.trained_on_text(runs.Run(run_dir))
     assert "without Flux.1-dev" in text and "(other GANs, Flux, DALL-E" in text
+
+
+# ---------------------------------------------------------------------------------------------- inconclusive
+
+
+def test_verdict_keeps_its_signature_and_says_inconclusive_inside_a_band():
+    assert detect.verdict(0.7, 0.6) == "fake" and detect.verdict(0.5, 0.6) == "real"
+    band = (0.5, 0.8)
+    assert [detect.verdict(p, 0.6, band) for p in (0.49, 0.5, 0.6, 0.79, 0.8)] == \
+        ["real", "inconclusive", "inconclusive", "inconclusive", "fake"]
+    assert detect.verdict(0.7, 0.6, band=None) == "fake"
+    # a verdict a light re-save flips is inconclusive too, and says which re-save
+    assert detect.judge(0.9, 0.6, band, {"JPEG q85": 0.95}) == ("fake", "")
+    assert detect.judge(0.9, 0.6, band, {"JPEG q85": 0.95, "0.75x resize": 0.4}) == \
+        ("inconclusive", "flips when re-saved (0.75x resize)")
+    assert detect.judge(0.55, 0.6, band) == ("inconclusive", "near the threshold")
+    # another threshold moves the band with it, keeping its width in logits
+    moved = detect.band_at(band, 0.6, 0.3)
+    lo, hi = (np.log(np.array(moved) / (1 - np.array(moved))) - np.log(0.3 / 0.7))
+    assert (lo, hi) == pytest.approx(tuple(np.log(np.array(band) / (1 - np.array(band))) - np.log(0.6 / 0.4)))
+    assert detect.band_at(None, 0.6, 0.3) is None and detect.band_at(band, 0.6, 0.6) == band
+
+
+def test_a_face_near_the_threshold_is_inconclusive_and_checked_after_a_resave(tiny_detector, faces140k):
+    path = _first(faces140k / "real-vs-fake" / "test" / "real")
+    p = tiny_detector.analyse(path, find_faces=False).faces[0].p_fake
+    near = detect.Detector.from_model(tiny_detector.model, 64, threshold=p, band=(p - 0.01, p + 0.01))
+    face = near.analyse(path, find_faces=False).faces[0]
+    assert face.verdict == "inconclusive" and face.reason.startswith("near the threshold")
+    assert set(face.resaved) == {name for name, _ in detect.RESAVES}, "a face near the threshold is re-saved"
+    img = imaging.load_image(path)
+    jpeg = near.predict_arrays(imaging.prepare(imaging.jpeg_recompress(img, 85), 64)[None])[0]
+    assert face.resaved["JPEG q85"] == pytest.approx(float(jpeg), abs=1e-6)
+    far_threshold = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + 3)))  # 3 logits away: not re-saved, decided
+    far = detect.Detector.from_model(tiny_detector.model, 64, threshold=far_threshold, band=(0.0, 0.0))
+    face = far.analyse(path, find_faces=False).faces[0]
+    assert face.verdict == "real" and face.resaved == {} and face.reason == ""
+
+
+def test_results_table_is_a_record_with_integer_faces_and_what_judged_them(tiny_detector, faces140k):
+    from dfd import __version__
+
+    good = _first(faces140k / "real-vs-fake" / "test" / "fake")
+    results = tiny_detector.analyse_many([("bad.txt", b"not pixels"), ("good.jpg", str(good))])
+    off = tiny_detector.analyse(str(good), name="off.jpg", find_faces=False)
+    table = detect.results_table([*results, off], 0.5, (0.4, 0.6), run="tiny", engine="keras")
+    assert list(table.columns) == detect.TABLE_COLUMNS
+    assert str(table["face"].dtype) == "Int64" and table["face"].isna().sum() == 1
+    assert ",1.0," not in table.to_csv(index=False) and "\nbad.txt,," in table.to_csv(index=False)
+    assert (table["run"] == "tiny").all() and (table["threshold"] == 0.5).all() and (table["band"] == "0.4000-0.6000").all()
+    assert (table["engine"] == "keras").all() and (table["dfd_version"] == __version__).all()
+    assert table["note"].iloc[-1] == "face finding off: whole image judged" and not off.looked_for_faces
+    shown = detect.table_for_display(table)
+    assert shown["face"].iloc[0] == "" and "None" not in shown.to_string() and "<NA>" not in shown.to_string()
+    assert shown["p_fake"].iloc[1] == detect.p_text(results[1].faces[0].p_fake)
+
+
+def test_one_rounding_of_p_fake_everywhere():
+    assert detect.p_text(0.01553) == "0.016" and detect.p_text(0.0149) == "0.015" and detect.p_text(None) == ""
+    r = detect.ImageResult(name="x", faces=[detect.FaceResult((0, 0, 10, 10), 0.01553, "real", (0, 0, 10, 10))],
+                           whole_image=True, image=np.zeros((10, 10, 3), np.uint8))
+    table = detect.results_table([r], 0.5)
+    assert detect.table_for_display(table)["p_fake"].iloc[0] == "0.016"  # not 0.0155 rounded again to 0.015
+
+
+def test_a_label_at_the_right_edge_is_drawn_whole_and_the_region_judged_is_outlined():
+    import cv2
+
+    img = np.zeros((400, 400, 3), np.uint8)
+    face = detect.FaceResult(box=(372, 120, 26, 26), p_fake=0.49, verdict="real", crop=(350, 98, 47, 47))
+    r = detect.ImageResult(name="edge", faces=[face], image=img)
+    drawn = detect.draw(r, 0.5)
+    label = f"1: {detect.p_text(0.49)}"
+    (tw, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    filled = (drawn[100:125] == detect.REAL_COLOUR).all(axis=2).any(axis=0)  # columns holding the label's fill
+    assert filled.sum() >= tw + 6, "the whole label is on the picture"
+    # the region judged (a square larger than the face box) is outlined too
+    assert (drawn[98:100, 352:370] == detect.REAL_COLOUR).all(axis=2).any()
+
+
+def test_the_region_judged_is_said_in_words():
+    img = np.zeros((300, 300, 3), np.uint8)
+    small_box = detect.FaceResult(box=(120, 60, 60, 40), p_fake=0.2, verdict="real", crop=(0, 0, 300, 300))
+    r = detect.ImageResult(name="a", faces=[small_box], image=img)
+    text = detect.region_text(r, small_box, 0)
+    assert "whole picture judged (300x300 px" in text and "face 1's margin crop" in text
+    cropped = detect.FaceResult(box=(100, 100, 40, 40), p_fake=0.2, verdict="real", crop=(84, 80, 72, 72))
+    assert detect.region_text(detect.ImageResult("b", faces=[cropped], image=img), cropped, 0) == \
+        "region judged: the 72x72 px square at (84, 80) around face 1 (outlined thin)"
+    off = detect.ImageResult("c", faces=[small_box], image=img, whole_image=True, looked_for_faces=False)
+    assert "face finding was off" in detect.region_text(off, small_box, 0)
+
+
+def test_trained_on_sentences_name_each_dataset_once_and_tell_reals_only_apart():
+    from types import SimpleNamespace
+
+    demo = SimpleNamespace(name="demo-run", trained_on=["demo-v1"], config={})
+    assert "trained on demo-v1." in detect.trained_on_text(demo) and "demo-v1 (demo-v1)" not in detect.trained_on_text(demo)
+    mixed = SimpleNamespace(name="d", trained_on=["faces-140k-mini", "real-and-fake-face"],
+                            config={"reals_only": ["real-and-fake-face"]})
+    assert detect.trained_on_short(mixed) == "faces-140k-mini, and only the real photos of real-and-fake-face"
+    assert detect.trained_on_short(demo) == "demo-v1"
