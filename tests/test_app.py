@@ -317,7 +317,7 @@ def test_detect_page_judges_a_real_face_and_reports_bad_files(trained_runs, monk
     table["file"] = table["file"].replace(unique, "face.jpg")
     rows = {r.file: r for r in table.itertuples()}
     assert set(rows) == {"face.jpg", "broken.jpg", "notes.txt"}
-    assert rows["face.jpg"].verdict in ("fake", "real") and 0 <= rows["face.jpg"].p_fake <= 1
+    assert rows["face.jpg"].verdict in ("fake", "real", "inconclusive") and 0 <= float(rows["face.jpg"].p_fake) <= 1
     assert rows["broken.jpg"].verdict == "error" and "corrupt" in rows["broken.jpg"].note
     assert rows["notes.txt"].verdict == "error" and "not an image" in rows["notes.txt"].note
     verdicts = [s.value for s in at.success] + [e.value for e in at.error]
@@ -452,7 +452,7 @@ def test_an_ensemble_run_on_the_training_and_detect_pages(tmp_path, monkeypatch,
     table = _detect(at, [("face.jpg", face_bytes, "image/jpeg")])
     from dfd.detect import Detector
 
-    assert list(table["file"]) == ["face.jpg"] and table["verdict"].iloc[0] in ("fake", "real")
+    assert list(table["file"]) == ["face.jpg"] and table["verdict"].iloc[0] in ("fake", "real", "inconclusive")
     expected = Detector(tmp_path / "pair").analyse(face_bytes).faces[0].p_fake
     assert float(table["p_fake"].iloc[0]) == pytest.approx(expected, abs=1e-3), "the page judges with the ensemble"
 
@@ -554,7 +554,7 @@ def test_detect_page_serves_a_recalibrated_run_afresh(tmp_path, monkeypatch, fac
     assert not at.exception
     after = float(at.dataframe[0].value["p_fake"].iloc[0])
     fresh = Detector(run).analyse(face_bytes).faces[0].p_fake
-    assert after == pytest.approx(fresh, abs=1e-4) and after != pytest.approx(before, abs=1e-4)
+    assert after == pytest.approx(fresh, abs=5e-4) and after != pytest.approx(before, abs=5e-4)  # shown to 3 decimals
     sliders = [s for s in at.slider if s.key.startswith("det_threshold_")]
     assert len(sliders) == 1 and sliders[0].value == pytest.approx(run.threshold, abs=0.01)
     assert run.threshold != pytest.approx(old_thr, abs=1e-9) or sliders[0].value == pytest.approx(old_thr)
@@ -953,3 +953,78 @@ def test_explorer_draws_real_and_fake_alike_in_every_chart_and_the_spectra_panel
                 layout.get("coloraxis", {}).get("showscale"), bar.get("orientation"), bar.get("y"))
 
     assert len({drawn(lay) for lay in layouts}) == 1, [drawn(lay) for lay in layouts]
+
+
+# ---------------------------------------------------------------------------------------------- Detect (issue 23)
+
+
+def test_detect_page_says_face_finding_was_off_and_shows_one_p_fake(trained_runs, monkeypatch, face_bytes):
+    """'Find faces' off: the page says so (not "no face found"), and so do the table and the CSV note; P(fake)
+    reads the same in the table and in the verdict line; an error row's face is blank, not None."""
+    at = _open(_app(trained_runs, monkeypatch), "detect")
+    at.toggle(key="det_faces").set_value(False).run()
+    table = _detect(at, [("face.jpg", face_bytes, "image/jpeg"), ("broken.jpg", face_bytes[:300], "image/jpeg")])
+    assert any("Face finding is off" in i.value for i in at.info), [i.value for i in at.info]
+    assert not any("No face found" in w.value for w in at.warning)
+    row = table.set_index("file").loc["face.jpg"]
+    assert row["note"] == "face finding off: whole image judged"
+    alerts = [a.value for a in (*at.success, *at.error, *at.warning) if "P(fake) =" in a.value]
+    assert len(alerts) == 1 and f"P(fake) = {row['p_fake']} (" in alerts[0], (row["p_fake"], alerts)
+    bad = table.set_index("file").loc["broken.jpg"]
+    assert bad["face"] == "" and "None" not in table.to_string()
+
+
+def test_detect_page_lists_every_unreadable_file_above_the_inspector(trained_runs, monkeypatch, face_bytes):
+    at = _open(_app(trained_runs, monkeypatch), "detect")
+    files = [(f"face{i}.jpg", face_bytes, "image/jpeg") for i in range(6)] + [("notes.jpg", b"no pixels", "image/jpeg")]
+    _detect(at, files)
+    assert at.selectbox(key="det_pick").value == 0, "the inspector shows the first file"
+    listed = [e.value for e in at.error if "could not be judged" in e.value]
+    assert len(listed) == 1 and "notes.jpg" in listed[0] and "not an image" in listed[0], [e.value for e in at.error]
+
+
+def test_detect_page_drops_its_hint_once_samples_are_shown(trained_runs, monkeypatch):
+    at = _open(_app(trained_runs, monkeypatch), "detect")
+    assert any("Drop images above" in i.value for i in at.info)
+    at.button(key="det_try").click().run()
+    assert not at.exception
+    assert len(at.dataframe) == 1, "the samples were judged"
+    assert not any("Drop images above" in i.value for i in at.info), [i.value for i in at.info]
+
+
+def test_detect_summary_says_which_datasets_gave_only_their_real_photos(trained_runs, tmp_path, monkeypatch):
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(trained_runs / "tiny-test", runs_dir / "mixed")
+    config = json.loads((runs_dir / "mixed" / "config.json").read_text())
+    config.update(datasets_in_data=["faces-140k-mini", "real-and-fake-face"], reals_only=["real-and-fake-face"])
+    (runs_dir / "mixed" / "config.json").write_text(json.dumps(config))
+    at = _open(_app(runs_dir, monkeypatch), "detect")
+    captions = [c.value for c in at.caption]
+    assert any("trained on faces-140k-mini, and only the real photos of real-and-fake-face ·" in c
+               for c in captions), captions
+    assert not any("faces-140k-mini + real-and-fake-face" in c for c in captions)
+
+
+def test_detect_page_reports_an_unexpected_failure_per_item_and_keeps_the_rest(trained_runs, monkeypatch,
+                                                                              face_bytes):
+    from dfd import detect
+
+    analyse = detect.Detector.analyse
+
+    def flaky(self, source, name=None, **kw):
+        if name == "odd.jpg":
+            raise MemoryError("out of memory in a stand-in")
+        return analyse(self, source, name=name, **kw)
+
+    monkeypatch.setattr(detect.Detector, "analyse", flaky)
+    monkeypatch.setattr(detect, "draw", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("cannot draw")))
+    at = _open(_app(trained_runs, monkeypatch), "detect")
+    table = _detect(at, [("face.jpg", face_bytes, "image/jpeg"), ("odd.jpg", face_bytes + b"x", "image/jpeg")])
+    rows = table.set_index("file")
+    assert rows.loc["face.jpg", "verdict"] != "error"
+    assert rows.loc["odd.jpg", "verdict"] == "error" and "MemoryError: out of memory" in rows.loc["odd.jpg", "note"]
+    errors = [e.value for e in at.error]
+    assert any("face.jpg" in e and "could not show its result (RuntimeError: cannot draw)" in e for e in errors), errors
+    assert at.get("download_button"), "the rest of the page is there"
