@@ -167,6 +167,40 @@ if len(rel):
                       xaxis_title="mean P(fake) in bin", yaxis_title="fraction fake", showlegend=False)
     c.plotly_chart(fig, key="reliability")
 
+# ---------------------------------------------------------------------------------------------- inconclusive
+st.subheader("Inconclusive: decided share against accuracy")
+served_scale = calibrated or run.temperature == 1.0
+band = evaluate.band_at(run.band, run.threshold, threshold) if served_scale else None
+curve = evaluate.risk_coverage(in_split, threshold)
+if curve.empty:
+    st.caption("No predictions to draw the trade-off from.")
+else:
+    fig = px.line(curve, x="coverage", y="accuracy", color="dataset", hover_data=["decided", "n"],
+                  labels={"coverage": "share of images decided", "accuracy": "accuracy on the decided images"})
+    outcome = evaluate.band_outcome(in_split, threshold, band)
+    if band is not None:
+        fig.add_trace(go.Scatter(x=outcome["decided"].tolist(), y=outcome["accuracy_decided"].tolist(), mode="markers",
+                                 marker=dict(size=12, symbol="diamond", color="black"), name="the run's band",
+                                 text=outcome["dataset"], hovertemplate="%{text}: %{x:.3f} decided, "
+                                 "accuracy %{y:.3f}<extra>the run's band</extra>"))
+    fig.update_layout(height=360, margin=dict(t=20, b=10))
+    fig.update_xaxes(autorange="reversed")
+    st.plotly_chart(fig, key="risk_coverage")
+    if band is not None:
+        st.caption(f"Each line ({split} split, threshold {threshold:.2f}): the images farthest from the threshold "
+                   f"decided first, the rest inconclusive. Diamonds: the run's band, P(fake) "
+                   f"{band[0]:.3f} to {band[1]:.3f} inconclusive ({run.band_source}; rule: {evaluate.BAND_RULE}). "
+                   "The Detect page also calls a face inconclusive when a light re-save flips its verdict, which "
+                   "these predictions (one P(fake) an image) cannot show.")
+    else:
+        st.caption(f"Each line ({split} split, threshold {threshold:.2f}): the images farthest from the threshold "
+                   "decided first, the rest inconclusive. "
+                   + ("This run has no inconclusive band (uncalibrated, or no band raised its validation accuracy)."
+                      if served_scale else "The run's band is on calibrated probabilities: turn them on above."))
+    st.dataframe(views.for_display(outcome.rename(columns={
+        "decided": "share decided", "accuracy": f"accuracy (all, at {threshold:.2f})",
+        "accuracy_decided": "accuracy (decided)", "gain": "gain"})), hide_index=True, key="ev_band")
+
 # ---------------------------------------------------------------------------------------------- robustness
 st.subheader("Robustness")
 rob, found = _shared.record_table(run, "robustness", "robustness.csv", "Robustness from", "rob_source",

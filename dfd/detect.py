@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from dfd import export, imaging
-from dfd.evaluate import apply_temperature
+from dfd.evaluate import apply_temperature, band_at
 
 if TYPE_CHECKING:
     import keras
@@ -228,16 +228,6 @@ def judge(p_fake: float, threshold: float, band: Band | None = None,
     if flipped:
         reasons.append(f"{FLIPS} ({', '.join(flipped)})")
     return (INCONCLUSIVE, "; ".join(reasons)) if reasons else (verdict(p_fake, threshold), "")
-
-
-def band_at(band: Band | None, band_threshold: float, threshold: float) -> Band | None:
-    """``band`` (fitted around ``band_threshold``) moved to ``threshold``: its edges keep their distance from the
-    threshold in logits. None stays None."""
-    if band is None or threshold == band_threshold:
-        return band
-    shift = _logit(threshold) - _logit(band_threshold)
-    lo, hi = (float(1.0 / (1.0 + np.exp(-(_logit(v) + shift)))) for v in band)
-    return min(lo, threshold), max(hi, threshold)
 
 
 def _logit(p: float) -> float:

@@ -338,6 +338,17 @@ def fit_band(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.ndarray 
     return float(lows[i]), float(highs[j])
 
 
+def band_at(band: tuple[float, float] | None, band_threshold: float,
+            threshold: float) -> tuple[float, float] | None:
+    """``band`` (fitted around ``band_threshold``) moved to ``threshold``: its edges keep their distance from the
+    threshold in logits (a band on the served P(fake) at another threshold). None stays None."""
+    if band is None or threshold == band_threshold:
+        return band
+    shift = _logit(np.array([threshold]))[0] - _logit(np.array([band_threshold]))[0]
+    lo, hi = (float(1.0 / (1.0 + np.exp(-(_logit(np.array([v]))[0] + shift)))) for v in band)
+    return min(lo, float(threshold)), max(hi, float(threshold))
+
+
 def band_outcome(pred: pd.DataFrame, threshold: float, band: tuple[float, float] | None,
                  by: str = "dataset") -> pd.DataFrame:
     """What an inconclusive ``band`` does to each ``by`` group of a predictions table (P(fake) as served):

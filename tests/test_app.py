@@ -1028,3 +1028,24 @@ def test_detect_page_reports_an_unexpected_failure_per_item_and_keeps_the_rest(t
     errors = [e.value for e in at.error]
     assert any("face.jpg" in e and "could not show its result (RuntimeError: cannot draw)" in e for e in errors), errors
     assert at.get("download_button"), "the rest of the page is there"
+
+
+def test_evaluation_draws_the_decided_share_against_accuracy_with_the_runs_band(tmp_path, monkeypatch):
+    from dfd import evaluate, runs
+
+    runs_dir = tmp_path / "runs"
+    path = _made_run(runs_dir, "banded", {"datasets_in_data": ["learned-set", "other-set"]}, _two_sets(0.45))
+    runs.write_json_atomic(path / "calibration.json", {"temperature": 1.0, "threshold": 0.5, "fitted_on": "val",
+                                                       "band_lo": 0.25, "band_hi": 0.5})
+    at = _open(_app(runs_dir, monkeypatch), "evaluation")
+    charts = [{t.get("name"): t for t in json.loads(c.proto.spec)["data"]} for c in at.get("plotly_chart")]
+    traces = next(c for c in charts if "the run's band" in c)
+    assert {"learned-set", "other-set", "the run's band"} <= set(traces)
+    outcome = evaluate.band_outcome(runs.get_run(path).predictions().query("split == 'test'"), 0.5, (0.25, 0.5))
+    assert traces["the run's band"]["x"] == pytest.approx(list(outcome["decided"]))
+    table = _frame_with(at, "share decided")
+    assert list(table["dataset"]) == ["learned-set", "other-set"]
+    learned = table.set_index("dataset").loc["learned-set"]
+    assert learned["share decided"] == f"{11 / 12:.3f}" and learned["accuracy (decided)"] == "1.000"
+    assert any("Diamonds: the run's band, P(fake) 0.250 to 0.500 inconclusive (calibration.json" in c.value
+               for c in at.caption)
