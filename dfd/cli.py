@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import textwrap
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -614,9 +615,10 @@ def cmd_cross_dataset(args: argparse.Namespace) -> int:
 
 def _expand(paths: Sequence[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """(files to judge, files passed over with the reason). Files given by name are judged whatever their
-    extension; in a folder (searched recursively) the image files are judged and every other file is
-    passed over, with its reason: hidden, in a hidden folder, no extension, not an image extension."""
+    extension; in a folder (searched recursively) the image and video files are judged and every other file is
+    passed over, with its reason: hidden, in a hidden folder, no extension, not an image or video extension."""
     from dfd.imaging import IMAGE_EXTENSIONS
+    from dfd.video import VIDEO_EXTENSIONS
 
     out: list[Path] = []
     passed: list[tuple[Path, str]] = []
@@ -635,13 +637,14 @@ def _expand(paths: Sequence[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
                     passed.append((f, "hidden file (name starts with '.')"))
                 elif not f.suffix:
                     passed.append((f, "no file extension (give the file itself to judge it)"))
-                elif f.suffix.lower() not in IMAGE_EXTENSIONS:
-                    passed.append((f, f"not an image extension ({f.suffix}; judged: {', '.join(IMAGE_EXTENSIONS)})"))
+                elif f.suffix.lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
+                    passed.append((f, f"not an image extension nor a video one ({f.suffix}; judged: "
+                                      f"{', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)})"))
                 else:
                     found.append(f)
             if not found:
-                raise CliError(f"no image files in folder {p}" + (f" ({len(passed)} other file(s) passed over)"
-                                                                   if passed else ""))
+                raise CliError(f"no image or video files in folder {p}"
+                               + (f" ({len(passed)} other file(s) passed over)" if passed else ""))
             out += found
         elif p.exists():
             out.append(p)
@@ -650,10 +653,34 @@ def _expand(paths: Sequence[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
     return out, passed
 
 
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)``, which must be above 0."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     files, passed = _expand(args.paths)
     for f, reason in passed:  # every file passed over is named, on stderr (stdout may be the CSV)
         print(f"passed over {f}: {reason}", file=sys.stderr)
+    from dfd import video
+
+    clips = [f for f in files if video.is_video_name(f) or video.looks_like_video(f)]
+    files = [f for f in files if f not in set(clips)]
+    if args.frames_csv and not clips:
+        raise CliError("--frames-csv: no video clip among the files given")
+    if clips and args.csv == "-" and args.frames_csv == "-":
+        raise CliError("--csv and --frames-csv cannot both write to stdout ('-')")
     run = _run(args.run, args.runs_dir)
     _import_tensorflow_quietly()
     from dfd import detect
@@ -669,6 +696,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     band = detector.band_at(threshold)
+    if clips:
+        return _predict_clips(args, detector, threshold, band, clips, results, passed)
     table = detect.results_table(results, threshold, band, run=detector.name, engine=detector.engine)
     if args.csv:
         _write_csv(table, args.csv)
@@ -681,6 +710,53 @@ def cmd_predict(args: argparse.Namespace) -> int:
                      if band is not None else ", no inconclusive band")
         print(f"\n{len(results)} image(s), {len(table) - n_bad} judged region(s): {n_fake} fake, {n_unsure} "
               f"inconclusive at threshold {threshold:.3f} (run {detector.name}{band_text}); {n_bad} unreadable"
+              + (f"; {len(passed)} file(s) passed over (listed on stderr)" if passed else ""))
+    return 0
+
+
+def _predict_clips(args: argparse.Namespace, detector: Any, threshold: float, band: Any, clips: Sequence[Path],
+                   images: Sequence[Any], passed: Sequence[Any]) -> int:
+    """The clips of a ``predict`` batch (dfd.video), each face track a row; images judged beside them are rows
+    of one frame in the same table."""
+    from dfd import detect, video
+
+    results = []
+    for f in clips:
+        bar = _bar(None, f"video {f.name}", "frame")
+
+        def progress(p: video.ClipProgress, bar: Any = bar) -> None:
+            bar.total = p.frame_count or None
+            bar.n = p.frames_read
+            bar.refresh()
+
+        try:
+            r = video.analyse_clip(detector, f, name=str(f), find_faces=not args.whole_image, rate=args.sample_rate,
+                                   max_samples=args.max_frames, max_seconds=args.max_minutes * 60,
+                                   progress=progress)
+        finally:
+            bar.close()
+        if r.error is not None:
+            print(f"could not judge {f}: {r.error}", file=sys.stderr)
+        results.append(r)
+    table = video.tracks_table(results, threshold, band, run=detector.name, images=images)
+    if args.csv:
+        _write_csv(table, args.csv)
+    if args.frames_csv:
+        _write_csv(video.frames_table(results, threshold, band), args.frames_csv)
+    if "-" not in (args.csv, args.frames_csv):  # the table is shown unless a CSV goes to stdout
+        shown = table.drop(columns=["run", "threshold", "band"] + ([] if images else ["kind"])).astype(object)
+        shown["track"] = ["" if pd.isna(v) else str(int(v)) for v in table["track"]]
+        print(_table(shown.fillna("")))
+        tracks = table[(table["kind"] == "clip") & (table["verdict"] != "error")]
+        band_text = (f", inconclusive band {detect.p_text(band[0])}-{detect.p_text(band[1])}"
+                     if band is not None else "")
+        print(f"\n{len(clips)} clip(s), {len(tracks)} face track(s): {int((tracks['verdict'] == 'fake').sum())} fake, "
+              f"{int((tracks['verdict'] == 'real').sum())} real"
+              + (f", {int((tracks['verdict'] == detect.INCONCLUSIVE).sum())} inconclusive"
+                 if band is not None else "")
+              + f" (median P(fake) of each track at threshold {threshold:.3f}, run {detector.name}{band_text}); "
+              f"{sum(not r.ok for r in results)} could not be judged"
+              + (f"; {len(images)} image(s) in the same table, each face a one-frame row" if images else "")
               + (f"; {len(passed)} file(s) passed over (listed on stderr)" if passed else ""))
     return 0
 
@@ -846,12 +922,26 @@ def build_parser() -> argparse.ArgumentParser:
                                    "0.75x) flips it; with no face the whole image is judged. Unreadable files get "
                                    "a row with the error. The CSV names the run, threshold, band, engine and dfd "
                                    "version. Same code as the app's Detect page (dfd.detect.Detector).")
-    p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders (searched recursively)")
+    p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="image files, video clips, or folders (searched recursively)")
     p.add_argument("--run", default="default", help="run name (in --runs-dir) or run folder path")
     p.add_argument("--threshold", type=float, help="decision threshold on P(fake) (default: the run's calibrated one)")
     p.add_argument("--whole-image", action="store_true", help="judge whole images; do not look for faces")
     p.add_argument("--csv", metavar="FILE",
                    help="also write the table as CSV to FILE ('-': write only the CSV, to stdout)")
+    p.add_argument("--frames-csv", metavar="FILE",
+                   help="video clips: also write one row per sampled frame and face (time, P(fake)) to FILE")
+    p.add_argument("--sample-rate", type=_positive(float), default=2.0, metavar="PER_S",
+                   help="video clips: frames judged a second of clip (fewer for long clips: --max-frames)")
+    p.add_argument("--max-frames", type=_positive(int), default=120, metavar="N",
+                   help="video clips: at most N frames judged a clip, spread evenly over it")
+    p.add_argument("--max-minutes", type=_positive(float), default=10.0, metavar="MIN",
+                   help="video clips: longer clips are refused")
+    p.epilog = textwrap.fill("Video clips (MP4, MOV, WebM, MKV, AVI: dfd.video): frames are sampled evenly (--sample-rate, "
+                "--max-frames), faces are followed across frames as tracks, and each track gets its median P(fake), "
+                "the share of its frames over the threshold and a verdict; the table and --csv then hold one row "
+                "per track (an image in the same batch is a row of one frame), --frames-csv one per frame and face.",
+                             width=100, break_on_hyphens=False)
     _runs_dir(p)
     p.set_defaults(func=cmd_predict)
 

@@ -1,0 +1,60 @@
+"""Test clips made from real face photos: each face moves and changes size on a plain background, written with
+OpenCV's VideoWriter (mp4v: the MPEG-4 Part 2 encoder the opencv-python wheel ships). Used by the video tests and
+bench/video_throughput.py; clips go to a temporary folder, never into the repo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+BACKGROUND = (128, 128, 128)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """``seconds`` of one face (RGB): its centre moves from ``start`` to ``end`` (fractions of the frame) and its
+    side goes from ``side[0]`` to ``side[1]`` (fraction of the frame height)."""
+
+    face: np.ndarray
+    seconds: float
+    start: tuple[float, float] = (0.35, 0.5)
+    end: tuple[float, float] = (0.65, 0.5)
+    side: tuple[float, float] = (0.55, 0.75)
+
+
+def frames(segments: Sequence[Segment], size: tuple[int, int] = (640, 360), fps: float = 15.0):
+    """The clip's frames (RGB uint8), one at a time."""
+    w, h = size
+    for seg in segments:
+        n = max(1, round(seg.seconds * fps))
+        for i in range(n):
+            a = i / max(1, n - 1)
+            side = int(round(h * (seg.side[0] + a * (seg.side[1] - seg.side[0]))))
+            cx = w * (seg.start[0] + a * (seg.end[0] - seg.start[0]))
+            cy = h * (seg.start[1] + a * (seg.end[1] - seg.start[1]))
+            canvas = np.empty((h, w, 3), np.uint8)
+            canvas[:] = BACKGROUND
+            face = cv2.resize(seg.face, (side, side), interpolation=cv2.INTER_AREA if side < seg.face.shape[0]
+                              else cv2.INTER_LINEAR)
+            x0 = int(round(min(max(cx - side / 2, 0), w - side)))
+            y0 = int(round(min(max(cy - side / 2, 0), h - side)))
+            canvas[y0:y0 + side, x0:x0 + side] = face
+            yield canvas
+
+
+def write_clip(path: Path, segments: Sequence[Segment], size: tuple[int, int] = (640, 360), fps: float = 15.0,
+               fourcc: str = "mp4v") -> Path:
+    """Write the clip to ``path``; return it."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {fourcc} to {path}")
+    try:
+        for rgb in frames(segments, size, fps):
+            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
