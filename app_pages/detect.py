@@ -6,8 +6,8 @@ import hashlib
 
 import streamlit as st
 
-from app_pages import _shared
-from dfd import detect, imaging, views
+from app_pages import _shared, _video
+from dfd import detect, imaging, video, views
 
 st.title("Detect")
 st.caption("P(fake) is a model's estimate for the kinds of fakes it was trained on, not proof: detectors do much "
@@ -39,15 +39,19 @@ find_faces = c2.toggle("Find faces", True, key="det_faces",
 show_cam = c3.toggle("Grad-CAM heatmaps", False, key="det_cam",
                      help="Where in each face crop the evidence for the verdict lies (slower).")
 
-files = st.file_uploader(f"Drop one or more images ({imaging.IMAGE_TYPES_TEXT})", accept_multiple_files=True,
+files = st.file_uploader(f"Drop one or more images ({imaging.IMAGE_TYPES_TEXT}) or video clips "
+                         f"({video.VIDEO_TYPES_TEXT})", accept_multiple_files=True,
                          key="det_files",
                          help="Processed in memory and never written to disk. Other files are reported, "
                               "not judged.")
 st.caption(f"Run **{run.name}** · {run.model_label} · {run.config.get('image_size', '?')} px input"
            f"{' · mirror-averaged' if run.tta else ''} · trained on {detect.trained_on_short(run)} · change the run "
            "in the sidebar. Uploads stay in memory and are never saved.")
+clips: list[tuple[str, bytes]] = []
 if files:
     items = [(f.name, f.getvalue()) for f in files]
+    clips = [(name, data) for name, data in items if _video.is_clip(name, data)]
+    items = [(name, data) for name, data in items if not _video.is_clip(name, data)]
 else:
     hint = st.empty()  # filled below only while there is nothing to show
     if st.button("Try 4 test images from the dataset", icon=":material/casino:", key="det_try"):
@@ -68,6 +72,12 @@ try:
 except Exception as exc:  # noqa: BLE001 - one line on what failed, not a traceback
     st.error(f"Could not load run **{run.name}**'s detector: {type(exc).__name__}: {exc}", icon=":material/error:")
     st.stop()
+if clips:  # video clips first (dfd.video), then any images beside them
+    _video.show(clips, detector, _shared.run_key(run), threshold, detector.band_at(threshold),
+                find_faces=find_faces, show_cam=show_cam)
+    if not items:
+        st.stop()
+    st.divider()
 key = _shared.run_key(run)
 cache: dict = st.session_state.setdefault("det_cache", {})
 idents = [(key, hashlib.sha1(data).hexdigest(), find_faces, name) for name, data in items]

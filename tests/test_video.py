@@ -322,3 +322,42 @@ def test_cli_predict_writes_a_row_per_track_and_one_line_per_bad_clip(detector, 
     assert proc.returncode == 0 and "track" not in proc.stdout.splitlines()[0]
     one = _dfd("predict", folder / "face.jpg", "--frames-csv", tmp_path / "f.csv")
     assert one.returncode == 1 and one.stderr.strip().splitlines()[-1].endswith("no video clip among the files given")
+
+
+# ------------------------------------------------------------------------------------------------ the page
+
+
+def test_the_detect_page_judges_a_clip_and_shows_its_tracks(clip, detector, judged, tmp_path, monkeypatch):
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DFD_RUNS_DIR", str(tmp_path / "runs"))  # no user runs: the shipped default is used
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=600).run()
+    at.switch_page("app_pages/detect.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    uploader = at.file_uploader(key="det_files")
+    assert "MP4" in uploader.label and "WebM" in uploader.label
+    uploader.set_value([("two.mp4", clip.read_bytes(), "video/mp4"), ("notes.mp4", b"not frames", "video/mp4")])
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert any("notes.mp4" in e and "not a video file" in e for e in errors), errors
+    fake, real = judged.tracks
+    thr = detector.threshold
+    assert any(e.startswith(f"**Face 1: FAKE** · median P(fake) = {detect.p_text(fake.median_p_fake)}")
+               for e in errors), errors
+    assert any(s.value.startswith(f"**Face 2: REAL** · median P(fake) = {detect.p_text(real.median_p_fake)}")
+               and f"0% of 6 frames at or over {thr:.2f}" in s.value for s in at.success)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    assert [t["name"] for t in spec["data"]] == ["face 1", "face 2"]
+    assert spec["data"][0]["y"] == pytest.approx(fake.p_fakes)
+    assert any(s.get("y0") == pytest.approx(thr) and s.get("y1") == pytest.approx(thr)
+               for s in spec["layout"]["shapes"]), "the threshold drawn across"
+    at.toggle(key="det_cam").set_value(True).run()
+    assert not at.exception, [e.message for e in at.exception]
+    captions = [c for el in at.get("image") for c in el.captions]
+    assert any(c == "Grad-CAM: evidence for 'fake'" for c in captions), captions
+    assert any(c.startswith("highest P(fake) ") for c in captions), captions
