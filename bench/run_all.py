@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["index_speed", "train_throughput", "detect_latency", "face_finder", "app_startup", "tflite"]
+ORDER = ["index_speed", "train_throughput", "detect_latency", "face_finder", "app_startup", "tflite",
+         "inconclusive"]
 
 
 def main(names: list[str]) -> int:
