@@ -154,10 +154,14 @@ for j in shown:
                     (st.error if v == "fake" else st.success)(text)
                 crop = detect.cut(r.image, face.crop)
                 what = detect.region_text(r, face, i)
-                if show_cam:
-                    toward = detect.verdict(face.p_fake, threshold)  # an inconclusive face: its plain verdict
-                    if (idents[j], i, toward) not in cams:
+                toward = detect.verdict(face.p_fake, threshold)  # an inconclusive face: its plain verdict
+                if show_cam and (idents[j], i, toward) not in cams:
+                    try:
                         cams[(idents[j], i, toward)] = detector.heatmap_overlay(crop, toward=toward)
+                    except Exception as exc:  # noqa: BLE001 - one line; the verdicts and the rest of the page stay
+                        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                        st.warning(f"No Grad-CAM heatmap for {label.lower()}: {first}", icon=":material/layers_clear:")
+                if show_cam and (idents[j], i, toward) in cams:
                     a, b = st.columns(2)
                     a.image(imaging.resize(crop, detector.image_size), caption=what, width="stretch")
                     b.image(cams[(idents[j], i, toward)], caption=f"Grad-CAM: evidence for '{toward}'",

@@ -539,20 +539,20 @@ class Detector:
 
     def _explainers(self) -> list[tuple[Any, Any]]:
         """(grad model: input -> [feature maps, pre-sigmoid input], head) built once: one for a single model,
-        one per member for an ensemble (:func:`dfd.models.ensemble`)."""
+        one per member for an ensemble (:func:`dfd.models.ensemble`). The detector is shared by every session,
+        so it keeps them only when all are built; a failure raises :class:`HeatmapUnavailable` (and the next
+        call tries again) rather than leaving a half-built list behind."""
         with self._lock:
             if self._grad_model is None:
-                import keras
-
                 from dfd import models
 
-                self._grad_model = []
-                for model in models.ensemble_members(self.model) or [self.model]:
-                    layer = model.get_layer(models.feature_layer(model))
-                    head = model.layers[-1]
-                    head_in = head.input if isinstance(head, keras.layers.Dense) else model.output
-                    self._grad_model.append((keras.Model(model.inputs, [layer.output, head_in]),
-                                             head if isinstance(head, keras.layers.Dense) else None))
+                try:
+                    built = [_explainer(m) for m in models.ensemble_members(self.model) or [self.model]]
+                except Exception as e:  # Keras' graph errors are long: one line says what failed
+                    first = (str(e).strip().splitlines() or [""])[0]
+                    raise HeatmapUnavailable(f"Grad-CAM heatmaps are not available for {self.name!r}: "
+                                             f"{type(e).__name__}: {first}") from e
+                self._grad_model = built
             return self._grad_model
 
     def heatmap(self, img: np.ndarray, *, toward: str | None = None) -> np.ndarray:
@@ -577,7 +577,11 @@ class Detector:
                     p = tf.clip_by_value(tf.cast(pre, tf.float32), 1e-6, 1 - 1e-6)
                     logit = tf.math.log(p / (1 - p))
                 logit = tf.reshape(tf.cast(logit, tf.float32), [])
-            found.append((feats, tape.gradient(logit, feats), float(logit)))
+            grads = tape.gradient(logit, feats)
+            if grads is None:
+                raise HeatmapUnavailable(f"Grad-CAM heatmaps are not available for {self.name!r}: the output "
+                                         "does not depend on the chosen feature maps")
+            found.append((feats, grads, float(logit)))
         if toward is None:  # the served verdict: calibrated P(fake) (mirror-averaged if the run is) at the threshold
             toward = verdict(float(self.predict_arrays(x.numpy())[0]), self.threshold)
         sign = 1.0 if toward == "fake" else -1.0  # d(-logit) = -d(logit)
@@ -597,6 +601,53 @@ class Detector:
         base = imaging.resize(img, self.image_size)
         colour = cv2.applyColorMap(np.uint8(255 * cam), cv2.COLORMAP_JET)[..., ::-1]
         return np.clip((1 - alpha) * base + alpha * colour, 0, 255).astype(np.uint8)
+
+
+class HeatmapUnavailable(RuntimeError):
+    """A Grad-CAM heatmap cannot be made for this detector's model (the message is one line)."""
+
+
+def _explainer(model: keras.Model) -> tuple[Any, Any]:
+    """(grad model: input -> [feature maps, head input], the Dense head or None) for one model, not an ensemble.
+
+    The feature maps are those of :func:`dfd.models.feature_layer`. When that layer is a nested model (the
+    EfficientNet-Lite0 trunk of lite0_hf and efficientnet_lite0), the maps inside it are not tensors of the outer
+    graph (Keras: "Output ... is not connected to 'inputs'"). Then the outer forward pass is traced again with
+    ``keras.models.clone_model`` reusing every layer (the same weights), the nested model called as a
+    two-output model: the maps of its own last spatial layer (for the Lite0 trunk, its 1280-channel output)
+    and its usual output, which the rest of the graph consumes as before.
+    """
+    import keras
+
+    from dfd import models
+
+    head = model.layers[-1]
+    dense = head if isinstance(head, keras.layers.Dense) else None
+    layer = model.get_layer(models.feature_layer(model))
+    if not isinstance(layer, keras.Model):
+        return keras.Model(model.input, [layer.output, dense.input if dense is not None else model.output]), dense
+    inner = layer.get_layer(models.feature_layer(layer))
+    if isinstance(inner, keras.Model):
+        raise models.ArchitectureError(f"the feature maps of {model.name!r} are two nested models deep "
+                                       f"({layer.name}/{inner.name})")
+    outputs = [inner.output] if inner.output is layer.output else [inner.output, layer.output]
+    tapped = keras.Model(layer.inputs, outputs, name=f"{layer.name}_tapped")
+    seen: dict[str, Any] = {}
+
+    def call(op: Any, *args: Any, **kwargs: Any) -> Any:
+        if op is layer:
+            out = tapped(*args, **kwargs)
+            out = out if isinstance(out, (list, tuple)) else [out]
+            seen["feats"] = out[0]
+            return out[-1]
+        if op is dense:
+            seen["head_in"] = args[0]
+        return op(*args, **kwargs)
+
+    traced = keras.models.clone_model(model, clone_function=lambda op: op, call_function=call)
+    if "feats" not in seen:
+        raise models.ArchitectureError(f"{layer.name!r} is not called in the forward pass of {model.name!r}")
+    return keras.Model(traced.input, [seen["feats"], seen.get("head_in", traced.output)]), dense
 
 
 # ----------------------------------------------------------------------------------------------------------

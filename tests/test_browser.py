@@ -107,6 +107,40 @@ def test_drop_a_real_face_on_the_detect_page_and_read_the_verdict(server, browse
     page.close()
 
 
+VERDICT = re.compile(r"(Face \d+|Whole image): (FAKE|REAL|INCONCLUSIVE) · P\(fake\) = [01]\.\d{3}")
+
+
+def test_gradcam_heatmap_of_a_dropped_face_appears_on_the_detect_page(server, browser, faces140k):
+    """Issue 22: with the default run, turning on "Grad-CAM heatmaps" after dropping a face shows the heatmap
+    image beside the crop, and no error box (a fake verdict is drawn as one; nothing else may be)."""
+    face = sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[1]
+    page = browser.new_page(viewport={"width": 1300, "height": 1600})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{server}/detect")
+        page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(face))
+        page.get_by_text(VERDICT).first.wait_for(timeout=120_000)
+        page.get_by_text("Grad-CAM heatmaps", exact=True).click()
+        heatmap = page.locator('[data-testid="stImage"]').filter(
+            has=page.get_by_text(re.compile(r"Grad-CAM: evidence for '(fake|real)'")))
+        failed = page.get_by_text(re.compile(r"could not show its result|No Grad-CAM heatmap"))
+        heatmap.first.or_(failed.first).wait_for(timeout=180_000)  # whichever comes: fail fast, saying why
+        assert failed.count() == 0, failed.all_inner_texts()
+        img = heatmap.first.locator("img")
+        img.wait_for(timeout=30_000)
+        page.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=img.element_handle(),
+                               timeout=30_000)
+        boxes = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+        assert all(VERDICT.search(text) for text in boxes), boxes  # only a fake verdict's own box
+        assert page.get_by_text("No Grad-CAM heatmap").count() == 0
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert not errors, errors
+    finally:
+        page.close()
+
+
 def test_three_sessions_detecting_at_once_agree_with_the_detector(server, browser, runs_dir, faces140k):
     """Three browser sessions drop a face on the Detect page at the same moment: the server judges them at once
     with its one shared detector, and each page shows the P(fake) the detector gives alone."""

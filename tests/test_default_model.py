@@ -169,6 +169,54 @@ def test_one_detector_shared_by_threads_gives_each_call_its_own_answer(run):
     assert together == pytest.approx(alone * 4, abs=1e-9)
 
 
+def test_gradcam_on_the_default_explains_real_test_faces_and_a_failure_leaves_it_whole(run, faces140k, monkeypatch):
+    """Issue 22: Grad-CAM on the shipped default (lite0_hf: its spatial features sit inside the nested Lite0
+    trunk). On real test faces the map has the input size, values 0..1, finite and not flat, it comes from a
+    graph that gives the model's own P(fake), and a fake face's map toward "fake" is not its map toward "real".
+    A build that fails (forced here) raises one clear line on every call and leaves the shared detector able to
+    build on the next call, not half-built."""
+    from dfd import detect, models
+    from dfd.data import index_dataset
+    from dfd.imaging import prepare
+
+    test = index_dataset(faces140k).split("test")
+    paths = [test[test["label"] == k]["path"].iloc[0] for k in (1, 0)]
+    detector = detect.Detector(DEFAULT_RUN)
+    results = [detector.analyse(p) for p in paths]
+    crops = [detect.cut(r.image, r.faces[0].crop) for r in results]
+
+    def broken(model):
+        raise ValueError("forced failure\nsecond line of a long Keras message")
+
+    monkeypatch.setattr(models, "feature_layer", broken)
+    for _ in range(2):  # every call says so, none falls through to OpenCV on an empty map
+        with pytest.raises(detect.HeatmapUnavailable, match="forced failure") as failed:
+            detector.heatmap_overlay(crops[0])
+        assert "\n" not in str(failed.value) and DEFAULT_RUN in str(failed.value)
+    monkeypatch.undo()
+
+    size = run.image_size
+    (grad_model, head), = detector._explainers()
+    feats, pre = grad_model(prepare(crops[0], size)[None], training=False)
+    assert len(feats.shape) == 4 and feats.shape[1] > 1, "a spatial feature map"
+    p = 1 / (1 + np.exp(-(np.asarray(pre) @ np.asarray(head.kernel) + np.asarray(head.bias))))
+    np.testing.assert_allclose(p, np.asarray(detector.model(prepare(crops[0], size)[None], training=False)),
+                               atol=1e-5)
+    for crop in crops:
+        for toward in ("fake", "real"):
+            cam = detector.heatmap(crop, toward=toward)
+            assert cam.shape == (size, size) and cam.dtype == np.float32
+            assert np.isfinite(cam).all() and cam.min() >= 0 and cam.max() == pytest.approx(1)
+            assert cam.std() > 0.05, f"a flat map toward {toward}"
+    assert results[0].faces[0].p_fake >= detector.threshold, "the fake test face is judged fake"
+    to_fake, to_real = (detector.heatmap(crops[0], toward=t) for t in ("fake", "real"))
+    assert np.abs(to_fake - to_real).mean() > 0.1
+    assert np.corrcoef(to_fake.ravel(), to_real.ravel())[0, 1] < 0.5
+    np.testing.assert_allclose(detector.heatmap(crops[0]), to_fake, atol=1e-6)  # the served verdict: fake
+    overlay = detector.heatmap_overlay(crops[0])
+    assert overlay.shape == (size, size, 3) and overlay.dtype == np.uint8
+
+
 def test_cross_dataset_table_shows_how_far_detectors_travel(run):
     """cross_dataset.csv: the default on every test split it was trained on (its own recorded predictions at its
     threshold, so the table is not stale), and a run trained without SD 2.1 scored on SD 2.1 fakes."""

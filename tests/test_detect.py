@@ -211,6 +211,39 @@ def test_heatmap_explains_the_served_verdict_by_default(tiny_detector, faces140k
     assert not np.allclose(cam, det.heatmap(img, toward=other), atol=1e-3), "the two classes' maps differ"
 
 
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "lite0_hf", "ensemble"])
+def test_gradcam_reaches_feature_maps_inside_a_nested_trunk(arch, faces140k):
+    """The Lite0 architectures keep their spatial features inside a nested model (the trunk), which Keras does
+    not connect to the outer inputs (issue 22): the heatmap still comes from those maps, through a graph that
+    gives the model's own output, for a single model and for each member of an ensemble."""
+    import keras
+
+    from dfd import models
+
+    keras.utils.set_random_seed(0)
+    size = 64 if arch == "efficientnet_lite0" else 128  # lite0_hf: its high-frequency tower works at 64 px
+    if arch == "ensemble":
+        model = models.ensemble([models.build_model("lite0_hf", size, view=64) for _ in range(2)])
+    else:
+        model = models.build_model(arch, size, **({"view": 64} if arch == "lite0_hf" else {}))
+    det = detect.Detector.from_model(model, size, find_faces=False)
+    img = imaging.load_image(_first(faces140k / "real-vs-fake" / "test" / "fake"))
+    x = imaging.prepare(img, size)[None]
+    explainers = det._explainers()
+    assert len(explainers) == (2 if arch == "ensemble" else 1)
+    members = models.ensemble_members(model) or [model]
+    for (grad_model, head), member in zip(explainers, members, strict=True):
+        feats, pre = grad_model(x, training=False)
+        assert len(feats.shape) == 4 and feats.shape[-1] == models.LITE0_FEATURES  # the trunk's own maps
+        p = 1 / (1 + np.exp(-(np.asarray(pre) @ np.asarray(head.kernel) + np.asarray(head.bias))))
+        np.testing.assert_allclose(p, np.asarray(member(x, training=False)), atol=1e-5)
+    maps = [det.heatmap(img, toward=t) for t in ("fake", "real")]
+    for cam in maps:
+        assert cam.shape == (size, size) and np.isfinite(cam).all() and cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    assert any(cam.std() > 0 for cam in maps)
+    assert det.heatmap_overlay(img).shape == (size, size, 3)
+
+
 # ---------------------------------------------------------------------------------------------- accuracy check
 
 SAMPLE_PER_CLASS = 100
