@@ -235,3 +235,67 @@ def test_the_run_picker_keeps_the_run_the_page_uses_after_trainings(tmp_path, br
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _track_line(page, track: int):
+    return page.get_by_text(re.compile(rf"^Face {track}: (FAKE|REAL|INCONCLUSIVE) · median P\(fake\) = [01]\.\d{{3}}"))
+
+
+def test_drop_a_clip_on_the_detect_page_and_read_its_two_track_verdicts(server, browser, runs_dir, faces140k,
+                                                                        tmp_path):
+    """A clip of a fake face then a real one (the faces-140k-mini test images the default is surest of, written
+    with OpenCV's mp4v): the page shows a track for each with its verdict, and the P(fake) chart."""
+    from dfd import DEFAULT_RUN, detect, runs, video
+    from tests.video_clips import fake_then_real, surest_pair, write_clip
+
+    fake, real, *_ = surest_pair(faces140k)
+    clip = write_clip(tmp_path / "fake-then-real.mp4", fake_then_real(fake, real))
+    detector = detect.Detector(runs.get_run(DEFAULT_RUN, runs_dir))
+    expected = video.analyse_clip(detector, clip)
+    assert [t.verdict_at(detector.threshold, detector.band_at()) for t in expected.tracks] == ["fake", "real"]
+    page = browser.new_page(viewport={"width": 1300, "height": 2000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{server}/detect")
+        page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(clip))
+        shown = []
+        for track in (1, 2):
+            line = _track_line(page, track).first
+            line.wait_for(timeout=180_000)
+            shown.append(line.inner_text())
+        assert shown[0].startswith("Face 1: FAKE") and shown[1].startswith("Face 2: REAL"), shown
+        for text, t in zip(shown, expected.tracks, strict=True):
+            assert f"median P(fake) = {detect.p_text(t.median_p_fake)}" in text, (text, t.median_p_fake)
+        page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=30_000)  # Plotly draws a moment later
+        assert page.locator('[data-testid="stPlotlyChart"]').count() == 1
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_stop_a_long_clip_on_the_detect_page_and_keep_what_was_judged(server, browser, faces140k, tmp_path):
+    """Stop while a two-minute clip is read: the page stops its job and shows the frames judged so far."""
+    from tests.video_clips import Segment, surest_pair, write_clip
+
+    fake, *_ = surest_pair(faces140k)
+    clip = write_clip(tmp_path / "long.mp4", [Segment(fake, 120.0, (0.3, 0.5), (0.7, 0.5), (0.6, 0.7))], fps=10.0)
+    page = browser.new_page(viewport={"width": 1300, "height": 2000})
+    try:
+        page.goto(f"{server}/detect")
+        page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(clip))
+        page.get_by_text(re.compile(r"Reading and judging the clip: frames read \d+ of 1200")).first.wait_for(
+            timeout=120_000)
+        page.get_by_role("button", name="Stop").click()
+        note = page.get_by_text(re.compile(r"stopped after (\d+) of 120 sampled frames")).first
+        note.wait_for(timeout=60_000)
+        judged = int(re.search(r"stopped after (\d+) of", note.inner_text()).group(1))
+        assert 0 < judged < 120
+        _track_line(page, 1).first.wait_for(timeout=30_000)  # the frames judged before the stop, as a track
+        assert _track_line(page, 1).count() == 1
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()

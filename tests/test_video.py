@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfd import MODELS_DIR, detect, imaging, video
-from tests.video_clips import Segment, write_clip
+from dfd import detect, imaging, video
+from tests.video_clips import Segment, fake_then_real, surest_pair, write_clip
 
 REPO = Path(__file__).resolve().parent.parent
 SECONDS = 3.0
@@ -30,15 +30,8 @@ FPS = 15.0
 
 @pytest.fixture(scope="module")
 def pair(faces140k: Path) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(fake, real, their recorded P(fake)): the faces-140k-mini test fake the shipped default is surest of and
-    the test real it is surest of, by its recorded predictions.csv."""
-    preds = pd.read_csv(MODELS_DIR / "default" / "predictions.csv")
-    test = preds[(preds["split"] == "test") & (preds["dataset"] == "faces-140k-mini")]
-    fake = test[test["label"] == 1].nlargest(1, "p_fake").iloc[0]
-    real = test[test["label"] == 0].nsmallest(1, "p_fake").iloc[0]
-    root = faces140k.parent
-    return (imaging.load_image(root / fake["path"]), imaging.load_image(root / real["path"]),
-            float(fake["p_fake"]), float(real["p_fake"]))
+    """(fake, real, recorded P(fake)s): the faces-140k-mini test images the shipped default is surest of."""
+    return surest_pair(faces140k)
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +40,7 @@ def detector() -> detect.Detector:
 
 
 def _two_faces(pair, same_place: bool = False) -> list[Segment]:
-    fake, real, *_ = pair
-    if same_place:  # the real face comes in where the fake one left: only their looks tell them apart
-        return [Segment(fake, SECONDS, (0.35, 0.45), (0.5, 0.5), (0.55, 0.75)),
-                Segment(real, SECONDS, (0.5, 0.5), (0.6, 0.45), (0.75, 0.6))]
-    return [Segment(fake, SECONDS, (0.25, 0.45), (0.35, 0.55), (0.55, 0.75)),
-            Segment(real, SECONDS, (0.7, 0.5), (0.75, 0.45), (0.7, 0.55))]
+    return fake_then_real(pair[0], pair[1], SECONDS, same_place)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
+
+from dfd import MODELS_DIR, imaging
 
 BACKGROUND = (128, 128, 128)
 
@@ -58,3 +61,26 @@ def write_clip(path: Path, segments: Sequence[Segment], size: tuple[int, int] = 
     finally:
         writer.release()
     return path
+
+
+def surest_pair(faces140k: Path) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(fake, real, their recorded P(fake)): the faces-140k-mini test fake the shipped default is surest of and
+    the test real it is surest of, by its recorded predictions.csv."""
+    preds = pd.read_csv(MODELS_DIR / "default" / "predictions.csv")
+    test = preds[(preds["split"] == "test") & (preds["dataset"] == "faces-140k-mini")]
+    fake = test[test["label"] == 1].nlargest(1, "p_fake").iloc[0]
+    real = test[test["label"] == 0].nsmallest(1, "p_fake").iloc[0]
+    root = faces140k.parent
+    return (imaging.load_image(root / fake["path"]), imaging.load_image(root / real["path"]),
+            float(fake["p_fake"]), float(real["p_fake"]))
+
+
+def fake_then_real(fake: np.ndarray, real: np.ndarray, seconds: float = 3.0,
+                   same_place: bool = False) -> list[Segment]:
+    """``seconds`` of the fake face moving right and growing, then as long of the real one: apart (no overlap),
+    or with ``same_place`` coming in where the fake one left (only their looks tell them apart)."""
+    if same_place:
+        return [Segment(fake, seconds, (0.35, 0.45), (0.5, 0.5), (0.55, 0.75)),
+                Segment(real, seconds, (0.5, 0.5), (0.6, 0.45), (0.75, 0.6))]
+    return [Segment(fake, seconds, (0.25, 0.45), (0.35, 0.55), (0.55, 0.75)),
+            Segment(real, seconds, (0.7, 0.5), (0.75, 0.45), (0.7, 0.55))]
