@@ -41,8 +41,9 @@ Bad input never raises out of :func:`analyse_clip`: the result's ``error`` is on
 or corrupt, a codec that cannot be decoded, too long, too large, no face found) and a batch goes on. A clip
 that ends before its header says (cut short) is judged on what is there, with a ``note``.
 
-Uploads are read from memory through OpenCV's stream reader where it has one (4.11 and later); otherwise
-they are written to a temporary file that is removed when the clip is done, whatever happens.
+Uploads are read from memory through OpenCV's stream reader where it has one (4.14 here; the Python stream is
+held by :class:`Clip`, since OpenCV keeps no reference to it and reads freed memory otherwise); an OpenCV
+without one gets a temporary file, removed when the clip is done, whatever happens.
 """
 
 from __future__ import annotations
