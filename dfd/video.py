@@ -181,7 +181,8 @@ def _sniff(f: BinaryIO) -> tuple[str | None, bool, str | None]:
 
 @dataclass(frozen=True)
 class ClipInfo:
-    """What a clip's header says: frames a second, frame count (0 when unknown), duration, size, codec."""
+    """What a clip's header says: frames a second, frame count (counted when the header has none), duration,
+    size, codec."""
 
     fps: float
     frame_count: int
@@ -249,6 +250,9 @@ class Clip:
         self._tmp: str | None = None
         self._cap: Any = None
         self._stream: io.BytesIO | None = None
+        self._path: str | None = None
+        self.counted = False
+        """Whether the header gave no length and the frames were counted first (one more decoding pass)."""
         try:
             self._open(source, max_seconds, in_memory)
         except BaseException:
@@ -290,7 +294,8 @@ class Clip:
                         f.write(data)
                     cap = cv2.VideoCapture(self._tmp, cv2.CAP_FFMPEG)
             else:
-                cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
+                self._path = str(source)
+                cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)
         self._cap = cap
         if not cap.isOpened():
             if codec and not _decodable(codec):
@@ -307,7 +312,11 @@ class Clip:
         tag = fourcc.to_bytes(4, "little").decode("latin-1").strip("\x00 ") if fourcc > 0 else ""
         if not math.isfinite(fps) or fps <= 0 or fps > 1000:
             fps = 0.0
-        count = max(count, 0)
+        if count <= 0:  # no length in the header (a WebM recorded live, as browsers do): count, then start again
+            count = self._count(int(max_seconds * (fps or 25.0)) + 1)
+            if count < 0:
+                raise VideoError(f"clip is over {fmt_time(max_seconds)} long; longer clips are refused "
+                                 "(cut it, or raise the limit)")
         duration = count / fps if fps and count else 0.0
         self.info = ClipInfo(fps=fps, frame_count=count, duration=duration, width=width, height=height,
                              codec=_codec_name(tag or codec), container=container)
@@ -320,26 +329,38 @@ class Clip:
             raise VideoError(f"clip is {fmt_time(duration)} long; clips over {fmt_time(max_seconds)} are refused "
                              "(cut it, or raise the limit)")
 
+    def _count(self, limit: int) -> int:
+        """Frames in the clip, decoded one by one (-1 past ``limit``); the capture is opened again after."""
+        n = 0
+        with _opencv_quiet():
+            while n <= limit and self._cap.grab():
+                n += 1
+            self._cap.release()
+            if self._stream is not None:
+                self._stream.seek(0)
+                self._cap = cv2.VideoCapture(self._stream, cv2.CAP_FFMPEG, [])
+            else:
+                self._cap = cv2.VideoCapture(self._tmp or self._path, cv2.CAP_FFMPEG)
+        self.counted = True
+        return -1 if n > limit else n
+
     def plan(self, rate: float = SAMPLE_RATE, max_samples: int = MAX_SAMPLES) -> list[int]:
         """The frame numbers to judge: one in the middle of each of n equal slices of the clip."""
         return sample_plan(self.info.frame_count, self.info.fps, rate, max_samples)
 
-    def frames(self, rate: float = SAMPLE_RATE, max_samples: int = MAX_SAMPLES, *, max_seconds: float = MAX_SECONDS,
-               stop: Stop = None, on_read: Callable[[int], None] | None = None) -> Iterator[Frame]:
-        """The sampled frames in order, one at a time (RGB). Frames between them are decoded and dropped
-        (``grab`` without the colour conversion). ``on_read(frames decoded so far)`` is called as it goes;
-        ``stop`` ends the stream early. When the clip's length is unknown, every k-th frame is kept (k from
-        ``rate``) until ``max_samples`` or ``max_seconds``. :attr:`ended_early` says whether the stream ended
-        before the frames its header announced."""
+    def frames(self, rate: float = SAMPLE_RATE, max_samples: int = MAX_SAMPLES, *, stop: Stop = None,
+               on_read: Callable[[int], None] | None = None) -> Iterator[Frame]:
+        """The sampled frames (:meth:`plan`) in order, one at a time (RGB). Frames between them are decoded and
+        dropped (``grab`` without the colour conversion). ``on_read(frames decoded so far)`` is called as it
+        goes; ``stop`` ends the stream early. :attr:`ended_early` says whether the stream ended before the frames
+        its header announced. Once per clip: the stream is not rewound."""
         cap, info = self._cap, self.info
         wanted = self.plan(rate, max_samples)
-        unknown = not wanted
-        step = max(1, round((info.fps or 25.0) / rate)) if unknown else 0
         self.frames_read = 0
         self.ended_early = False
         self.stopped = False
         target = iter(wanted)
-        nxt = next(target, None) if not unknown else 0
+        nxt = next(target, None)
         sample = 0
         index = 0
         with _opencv_quiet():
@@ -348,21 +369,19 @@ class Clip:
                     self.stopped = True
                     return
                 if not cap.grab():
-                    self.ended_early = not unknown
+                    self.ended_early = True
                     return
                 self.frames_read = index + 1
                 if index == nxt:
                     ok, bgr = cap.retrieve()
                     msec = cap.get(cv2.CAP_PROP_POS_MSEC)
                     t = msec / 1000.0 if msec and msec > 0 else (index / info.fps if info.fps else float(sample))
-                    if unknown and t > max_seconds:
-                        raise VideoError(f"clip is over {fmt_time(max_seconds)} long; longer clips are refused")
                     if ok and bgr is not None:
                         yield Frame(index=index, sample=sample, time=t,
                                     image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3
                                     else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB))
                     sample += 1
-                    nxt = (index + step if sample < max_samples else None) if unknown else next(target, None)
+                    nxt = next(target, None)
                 if on_read is not None and (index % 16 == 0 or nxt is None):
                     on_read(index + 1)
                 index += 1
@@ -387,7 +406,7 @@ class Clip:
 def sample_plan(frame_count: int, fps: float, rate: float = SAMPLE_RATE, max_samples: int = MAX_SAMPLES) -> list[int]:
     """Frame numbers to judge for a clip of ``frame_count`` frames at ``fps``: n = min(max_samples,
     ceil(seconds x rate)) (at least 1), the middle frame of each of n equal slices, sorted and distinct;
-    [] when the frame count is unknown."""
+    [] for no frames."""
     if frame_count <= 0:
         return []
     seconds = frame_count / fps if fps > 0 else frame_count / 25.0
@@ -634,8 +653,8 @@ def analyse_clip(detector: Any, source: str | Path | bytes | bytearray, name: st
     try:
         with Clip(source, max_seconds=max_seconds, in_memory=in_memory) as clip:
             result.info = clip.info
-            _judge(detector, clip, result, rate, max_samples, max_seconds, find_faces,
-                   _Tracker(min_iou, max_gap, min_similarity), progress, stop, t0)
+            _judge(detector, clip, result, rate, max_samples, find_faces, _Tracker(min_iou, max_gap, min_similarity),
+                   progress, stop, t0)
     except VideoError as exc:
         result.error = str(exc)
         result.tracks = []
@@ -646,20 +665,20 @@ def analyse_clip(detector: Any, source: str | Path | bytes | bytearray, name: st
     return result
 
 
-def _judge(detector: Any, clip: Clip, result: ClipResult, rate: float, max_samples: int, max_seconds: float,
+def _judge(detector: Any, clip: Clip, result: ClipResult, rate: float, max_samples: int,
            find_faces: bool | None, tracker: _Tracker, progress: Progress, stop: Stop, t0: float) -> None:
     from dfd.detect import cut, face_crop
 
     find = detector.find_faces if find_faces is None else bool(find_faces)
     info = clip.info
-    to_judge = len(clip.plan(rate, max_samples)) or max_samples
+    to_judge = len(clip.plan(rate, max_samples))
 
     def report(frames_read: int) -> None:
         if progress is not None:
             progress(ClipProgress(frames_read, info.frame_count, result.sampled, to_judge,
                                   time.perf_counter() - t0))
 
-    for frame in clip.frames(rate, max_samples, max_seconds=max_seconds, stop=stop, on_read=report):
+    for frame in clip.frames(rate, max_samples, stop=stop, on_read=report):
         img = frame.image
         if find:  # always a square crop around the face: a frame (16:9) is never a face crop to judge whole
             boxes = list(detector.finder.find(img))
@@ -695,6 +714,9 @@ def _judge(detector: Any, clip: Clip, result: ClipResult, rate: float, max_sampl
         result.stopped = True
         done = f"{fmt_time(result.tracks and max(t.end for t in result.tracks) or 0.0)}"
         result.notes.append(f"stopped after {result.sampled} of {to_judge} sampled frames (judged up to {done})")
+    if clip.counted:
+        result.notes.append("no length in the clip's header (a stream recording?): its frames were counted first, "
+                            "one more pass over the file")
     if clip.ended_early:
         seen = clip.frames_read / info.fps if info.fps else 0.0
         result.notes.append(f"the file ends after {fmt_time(seen)} of the {fmt_time(info.duration)} its header "

@@ -75,7 +75,7 @@ def test_frames_are_sampled_evenly_two_a_second_and_at_most_max_samples():
     assert ten_minutes[0] == 75 and set(np.diff(ten_minutes)) == {150}  # one every 5 s
     assert len(video.sample_plan(18000, 30.0, rate=1.0, max_samples=1000)) == 600  # 1 a second, under the cap
     assert video.sample_plan(5, 25.0) == [2]  # a fifth of a second: one frame
-    assert video.sample_plan(0, 25.0) == []  # unknown length: Clip.frames keeps every k-th frame instead
+    assert video.sample_plan(0, 25.0) == []  # no frames (a clip whose header has no length is counted first)
 
 
 @pytest.mark.parametrize(("fourcc", "ext", "codec"), [("mp4v", ".mp4", "MPEG-4 Part 2"), ("mp4v", ".mov", "MPEG-4 Part 2"),
@@ -97,6 +97,26 @@ def test_clips_opencv_writes_here_read_back(tmp_path, faces140k, fourcc, ext, co
         assert frames[0].image.shape == (180, 320, 3)
         red = [f.image[(f.image[..., 0] > 200) & (f.image[..., 1] < 60) & (f.image[..., 2] < 60)] for f in frames]
         assert all(len(r) > 20 for r in red), "the red patch is red: frames are RGB"
+
+
+def test_a_webm_without_a_length_in_its_header_is_counted_then_sampled(tmp_path, faces140k):
+    """As a browser's MediaRecorder writes WebM: no Duration element, so OpenCV reports no frame count. The frames
+    are counted first; the clip is then sampled as if its header had said."""
+    face = imaging.load_image(sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[0])
+    data = write_clip(tmp_path / "c.webm", [Segment(face, 2.0)], size=(320, 180), fps=10.0, fourcc="VP80").read_bytes()
+    at = data.find(b"\x44\x89")  # the Segment's Duration element: ID, size, value
+    size = 3 + (data[at + 2] & 0x7F)
+    live = data[:at] + bytes([0xEC, 0x80 | (size - 2)]) + bytes(size - 2) + data[at + size:]  # made a Void element
+    (tmp_path / "live.webm").write_bytes(live)
+    cap = cv2.VideoCapture(str(tmp_path / "live.webm"))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) <= 0, "OpenCV sees no length"
+    cap.release()
+    for source in (tmp_path / "live.webm", live):
+        with video.Clip(source) as c:
+            assert c.counted and (c.info.frame_count, c.info.duration) == (20, 2.0)
+            assert [f.index for f in c.frames()] == [2, 7, 12, 17]
+    with pytest.raises(video.VideoError, match="clip is over 1.0 s long"):
+        video.Clip(live, max_seconds=1.0)
 
 
 # ------------------------------------------------------------------------------------------------ tracks
