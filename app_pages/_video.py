@@ -60,14 +60,16 @@ def _follow(job: video.ClipJob, digest: str) -> None:
     """A progress bar and a Stop button until ``job`` is done. A click on Stop reruns the page, which stops the
     job: it ends at its next frame, keeping what it judged."""
     bar = st.progress(0.0, text="Opening the clip...")
-    if st.button("Stop", key=f"vid_stop_{digest}", icon=":material/stop_circle:",
-                 help="Stop reading this clip: the frames judged so far are kept and shown."):
+    slot = st.empty()  # the button goes with the bar when the job is done
+    if slot.button("Stop", key=f"vid_stop_{digest}", icon=":material/stop_circle:",
+                   help="Stop reading this clip: the frames judged so far are kept and shown."):
         job.stop()
     while not job.wait(0.25):
         p = job.progress
         if p is not None:
             bar.progress(p.fraction, text=f"Reading and judging the clip: {p.text()}")
     bar.empty()
+    slot.empty()
 
 
 def _result(result: video.ClipResult, ident: Any, detector: Any, threshold: float, band: Any, show_cam: bool) -> None:
