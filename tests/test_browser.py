@@ -299,3 +299,36 @@ def test_stop_a_long_clip_on_the_detect_page_and_keep_what_was_judged(server, br
         assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
+
+
+def test_detect_with_face_finding_off_and_download_the_csv(server, browser, faces140k, tmp_path):
+    """Issue 23 in the browser: with "Find faces" off the page says face finding was off (not "no face found"),
+    and the CSV a user downloads names the run, the threshold the verdicts follow, the engine and dfd's
+    version, with integer face numbers."""
+    import pandas as pd
+
+    from dfd import __version__
+    from dfd.runs import get_run
+
+    face = sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[0]
+    page = browser.new_page(viewport={"width": 1300, "height": 1600}, accept_downloads=True)
+    page.goto(f"{server}/detect")
+    page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
+    page.get_by_text("Find faces").first.click()  # the toggle's label: off
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(face))
+    page.get_by_text(VERDICT).first.wait_for(timeout=120_000)
+    body = page.locator("body").inner_text()
+    assert "face finding" in body.lower() and "no face found" not in body.lower()
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name=re.compile("Download results")).click()
+    path = tmp_path / "results.csv"
+    download.value.save_as(path)
+    table = pd.read_csv(path)
+    run = get_run("default")
+    assert {"run", "threshold", "engine", "dfd_version", "face", "p_fake", "verdict"} <= set(table.columns)
+    assert table["run"].tolist() == ["default"] and table["dfd_version"].tolist() == [__version__]
+    assert table["threshold"].iloc[0] == pytest.approx(run.threshold, abs=1e-3)
+    assert table["face"].tolist() == [1] and str(table["face"].dtype).startswith("int")
+    assert "face finding off" in table["note"].iloc[0]
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
