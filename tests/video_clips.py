@@ -63,11 +63,11 @@ def write_clip(path: Path, segments: Sequence[Segment], size: tuple[int, int] = 
     return path
 
 
-def surest_pair(faces140k: Path) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(fake, real, their recorded P(fake)): the faces-140k-mini test fake the shipped default is surest of and
-    the test real it is surest of, by its recorded predictions.csv."""
+def surest_pair(faces140k: Path, dataset: str = "web-faces-256") -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(fake, real, their recorded P(fake)): the ``dataset`` test fake the shipped default is surest of and
+    the test real it is surest of, by its recorded predictions.csv (``faces140k``'s parent holds the data)."""
     preds = pd.read_csv(MODELS_DIR / "default" / "predictions.csv")
-    test = preds[(preds["split"] == "test") & (preds["dataset"] == "faces-140k-mini")]
+    test = preds[(preds["split"] == "test") & (preds["dataset"] == dataset)]
     fake = test[test["label"] == 1].nlargest(1, "p_fake").iloc[0]
     real = test[test["label"] == 0].nsmallest(1, "p_fake").iloc[0]
     root = faces140k.parent
