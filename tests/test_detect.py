@@ -308,7 +308,7 @@ def test_trained_on_text_names_the_fakes_a_run_has_seen(tmp_path):
     text = detect.trained_on_text(runs.Run(run_dir))
     assert "photoshopped" not in text and "plus only the real photos of real-and-fake-face" in text
     runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["my-set"]})
-    assert "trained on my-set (my-set)" in detect.trained_on_text(runs.Run(run_dir))
+    assert "trained on my-set." in detect.trained_on_text(runs.Run(run_dir))
     # a run that learned web-faces-256 names Flux.1-dev and SDXL as seen, and no longer lists them as unseen
     runs.write_json_atomic(run_dir / "config.json", {"datasets_in_data": ["web-faces-256"]})
     text = detect.trained_on_text(runs.Run(run_dir))

@@ -76,6 +76,7 @@ def test_commands_never_write_the_shipped_runs_and_every_run_file_has_a_producer
     rob = run_dfd(repo, cwd, "robustness", "shipped", data, "--limit", 4)
     rob2 = run_dfd(repo, cwd, "robustness", "shipped", data, "--limit", 4)
     cross = run_dfd(repo, cwd, "cross-dataset", "shipped", "shipped2", "--data", data, "--limit", 4)
+    sizes = run_dfd(repo, cwd, "sizes", "shipped", data, "--limit", 2, "--sizes", 96, 384)
     exp = run_dfd(repo, cwd, "export", "shipped", "--kind", "float")
     listing = run_dfd(repo, cwd, "runs", "--csv", "-")
     run_dfd(repo, cwd, "card", "--compare", "shipped", "shipped2", "--csv", cwd / "runs_compared.csv")
@@ -102,7 +103,8 @@ def test_commands_never_write_the_shipped_runs_and_every_run_file_has_a_producer
     assert str(runs_dir / "_exports" / "shipped") in exp.stdout
     from dfd import runs
 
-    for kind in ("evaluate", "robustness", "cross-dataset"):  # the documented file list is what is written
+    assert Path(sizes.stdout.strip().splitlines()[-1]).parent == records / "sizes"
+    for kind in ("evaluate", "robustness", "cross-dataset", "sizes"):  # the documented file list is what is written
         for folder in (records / kind).iterdir():
             assert {f.name for f in folder.iterdir()} == set(runs.EVIDENCE_FILES[kind]), folder
     by_dataset = pd.read_csv(records / "robustness" / tag / "robustness_by_dataset.csv")

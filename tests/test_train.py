@@ -54,7 +54,7 @@ def test_training_learns_and_writes_run(faces, tmp_path):
     assert {"loss", "val_loss", "accuracy", "val_accuracy", "lr"} <= set(hist.columns)
     assert hist["lr"].iloc[0] < hist["lr"].iloc[1] or hist["lr"].iloc[-1] < hist["lr"].max()  # warm-up / decay
     stored = pd.read_csv(path / "predictions.csv")
-    assert list(stored.columns) == ["path", "label", "p_fake", "split", "dataset", "generator"]
+    assert list(stored.columns) == ["path", "label", "p_fake", "split", "dataset", "generator", "source"]
     assert not stored["path"].str.startswith("/").any(), "stored relative to the data folder"
     pred = runs.get_run(path).predictions()  # resolved to absolute paths
     assert sorted(pred["split"].unique()) == ["test", "val"] and len(pred) == 80
