@@ -116,9 +116,12 @@ def cross_dataset_table(run: runs.Run) -> pd.DataFrame:
 def sizes_table(run: runs.Run) -> pd.DataFrame:
     """sizes.csv (``python -m dfd sizes``): each measure at native size and at each source size, a column each."""
     path = run.path / "sizes.csv"
-    if not path.exists():
-        return pd.DataFrame()
-    table = pd.read_csv(path)
+    return sizes_wide(pd.read_csv(path)) if path.exists() else pd.DataFrame()
+
+
+def sizes_wide(table: pd.DataFrame) -> pd.DataFrame:
+    """A sizes.csv table with one column a size (native first), rates at three decimals."""
+    table = table.copy()
     table["size"] = table["size"].map(lambda v: "native" if int(v) == 0 else f"{int(v)} px")
     table["images"] = [g if g in ("all", "fakes", "reals") else _group_name(g, k)
                        for g, k in zip(table["group"], table["measure"], strict=True)]

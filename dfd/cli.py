@@ -568,7 +568,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def cmd_sizes(args: argparse.Namespace) -> int:
-    from dfd import evaluate
+    from dfd import card, evaluate
 
     run = _run(args.run, args.runs_dir)
     _existing(args.data, "dataset folder")
@@ -580,10 +580,7 @@ def cmd_sizes(args: argparse.Namespace) -> int:
                                      batch_size=args.batch_size, tag=args.tag, progress=_counter(bar))
     finally:
         bar.close()
-    table = pd.read_csv(folder / "sizes.csv")
-    wide = table.assign(size=table["size"].map(lambda v: "native" if v == 0 else f"{v} px")).pivot_table(
-        index=["dataset", "group", "measure"], columns="size", values="rate", sort=False)
-    wide = wide[["native", *[f"{v} px" for v in sizes]]].reset_index()
+    wide = card.sizes_wide(pd.read_csv(folder / "sizes.csv"))
     print(f"run {run.name} at its threshold {_fmt(run.threshold)}; each image brought to each size "
           "(area down, bicubic up, JPEG q90), then judged as served:")
     print(_table(wide))

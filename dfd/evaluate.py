@@ -122,7 +122,7 @@ def generator_rates(pred: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     table = pd.DataFrame({"split": ok.get("split", "all"), "dataset": ok.get("dataset", ""),
                           "group": np.where(y == 0, "real", gen.to_numpy()), "source": src.to_numpy(),
                           "called_fake": p >= threshold})
-    named = (table["group"] != "real") & (table["group"] != "") | (table["source"] != "")
+    named = ((table["group"] != "real") & (table["group"] != "")) | (table["source"] != "")
     keep = named.groupby([table["split"], table["dataset"]]).transform("any").astype(bool)
     table = table[keep & (table["group"] != "")]
     if table.empty:

@@ -104,6 +104,7 @@ def test_commands_never_write_the_shipped_runs_and_every_run_file_has_a_producer
     from dfd import runs
 
     assert Path(sizes.stdout.strip().splitlines()[-1]).parent == records / "sizes"
+    assert all(col in sizes.stdout for col in ("native", "96 px", "384 px", "accuracy"))
     for kind in ("evaluate", "robustness", "cross-dataset", "sizes"):  # the documented file list is what is written
         for folder in (records / kind).iterdir():
             assert {f.name for f in folder.iterdir()} == set(runs.EVIDENCE_FILES[kind]), folder
