@@ -254,7 +254,12 @@ TRAIN_HELP: dict[str, str] = {
     "limit": "at most this many images per split (stratified): quick runs and tests",
     "datasets": "keep only these datasets (values of the index's dataset column, see `dfd index`)",
     "arch_kwargs": "extra architecture arguments as JSON, e.g. '{\"dropout\": 0.3}'",
-    "strategy": "tf.distribute strategy: 'mirrored' for all GPUs (else all CPUs); default: none",
+    "strategy": "tf.distribute strategy: 'auto' (all GPUs of this host when it has several, else one device; "
+                "default), 'mirrored' (all GPUs, else all CPUs of this host) or 'multiworker' (one replica per "
+                "process of the cluster in TF_CONFIG: run the same command on every host; the chief writes the "
+                "run; see the README)",
+    "backup_dir": "with --strategy multiworker: folder each worker backs its state up to at every epoch's end, "
+                  "and resumes from when started again (default: $DFD_BACKUP_DIR, else <temp dir>/dfd-backup)",
     "predict_splits": "splits to predict into predictions.csv after training",
     "tta": "test-time averaging: the run's P(fake) is the mean over the image and its mirror image "
            "(every prediction: predictions.csv, evaluate, robustness, predict, the app)",
@@ -372,6 +377,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
         bar.close()
+    if path is None:  # a multi-worker run's non-chief worker: the chief writes and reports the run
+        print("this worker's share of the training is done; the chief writes the run folder")
+        return EXIT_INTERRUPTED if stop.is_set() else 0
     from dfd import runs
 
     run = runs.get_run(path)

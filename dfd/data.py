@@ -530,43 +530,44 @@ def _loader(image_size: int, augment: Augment | None, seed: int,
     return load
 
 
-def _is_ok(img, label, ok):
-    return ok
-
-
-def _drop_ok(img, label, ok):
-    return img, label
-
-
 def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int = 32, *, shuffle: bool = False,
                  augment: Augment | None = None, seed: int = 0, repeat: bool = False,
-                 bad_files: list[tuple[str, str]] | None = None) -> tf.data.Dataset:
+                 bad_files: list[tuple[str, str]] | None = None,
+                 shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Stream ``(image, label)`` batches from disk: parallel decode, skip unreadable files, prefetch.
 
     Images are float32 in 0..255 (the model rescales). Unreadable files are dropped and appended to
-    ``bad_files`` as (path, reason).
+    ``bad_files`` as (path, reason). A ``weight`` column in ``frame`` makes the elements ``(image, label,
+    weight)``. ``shard=(n, i)`` keeps every n-th file from the i-th of the (seeded) shuffled file list, before
+    decoding: n workers with the same ``seed`` read disjoint parts of each epoch (their augmentations differ).
     """
     import tensorflow as tf
 
     paths = frame["path"].astype(str).to_numpy()
     labels = frame["label"].to_numpy(np.float32)
-    load = _loader(image_size, augment, seed, bad_files)
+    weighted = "weight" in frame
+    n_shards, shard_index = shard or (1, 0)
+    load = _loader(image_size, augment, seed + 7919 * shard_index, bad_files)
 
-    def tf_load(path, label):
+    def tf_load(path, label, *weight):
         img, ok = tf.numpy_function(load, [path], [tf.float32, tf.bool], stateful=augment is not None)
         img.set_shape((image_size, image_size, 3))
         ok.set_shape(())
-        return img, label, ok
+        return (img, label, *weight, ok)
 
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    columns = (paths, labels, frame["weight"].to_numpy(np.float32)) if weighted else (paths, labels)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if n_shards > 1:
+        ds = ds.shard(n_shards, shard_index)
     if repeat:
         ds = ds.repeat()
     ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
-    ds = ds.filter(_is_ok).map(_drop_ok).batch(batch_size)
+    ds = ds.filter(lambda *e: e[-1]).map(lambda *e: e[:-1]).batch(batch_size)
     if augment is not None and augment.mixup > 0:
-        ds = ds.map(_mixer(float(augment.mixup), seed))
+        mix = _mixer(float(augment.mixup), seed + shard_index)
+        ds = ds.map((lambda x, y, w: (*mix(x, y), w)) if weighted else mix)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -17,10 +17,12 @@ too, with ``status.json`` saying "interrupted" or "failed" and whatever history 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
 import shutil
+import tempfile
 import threading
 import time
 import traceback
@@ -76,7 +78,8 @@ class TrainConfig:
     limit: int | None = None                # max images per split (stratified), for quick runs and tests
     datasets: list[str] | None = None       # keep only these values of the index's dataset column
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    strategy: str | None = None             # None (default), "mirrored" (all GPUs, else all logical CPUs)
+    strategy: str | None = None             # None/"auto", "mirrored" or "multiworker" (dfd.distributed.STRATEGIES)
+    backup_dir: str | None = None           # multiworker: where each worker backs up (dfd.distributed.backup_dir)
     bn_batches: int = 50                    # recompute batch-norm statistics over this many batches (0: off)
     predict_splits: list[str] = field(default_factory=lambda: ["val", "test"])
     tta: bool = False                       # serve P(fake) averaged over the image and its mirror image
@@ -102,7 +105,7 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-NOT_SETTINGS = ("data", "runs_dir", "name")
+NOT_SETTINGS = ("data", "runs_dir", "name", "backup_dir")
 """TrainConfig fields that say where a run read and wrote and what it was called, not how it trained."""
 
 
@@ -167,18 +170,25 @@ def limit_split(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFra
 
 
 def make_strategy(spec: Any) -> Any:
-    """A ``tf.distribute.Strategy`` from a strategy object, "mirrored", "default" or None."""
+    """A ``tf.distribute.Strategy`` from a strategy object or one of :data:`dfd.distributed.STRATEGIES`
+    (None and "default" mean "auto")."""
     import tensorflow as tf
 
-    if spec is None or spec == "default":
-        return tf.distribute.get_strategy()
+    from dfd import distributed
+
     if isinstance(spec, tf.distribute.Strategy):
         return spec
+    if spec == "multiworker":
+        return distributed.make_multiworker_strategy()
+    if spec in (None, "default", "auto"):
+        gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+        return tf.distribute.MirroredStrategy(gpus) if len(gpus) > 1 else tf.distribute.get_strategy()
     if spec == "mirrored":
         gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
         devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    raise TrainError(f"unknown strategy {spec!r}; use None, 'default' or 'mirrored' (or pass a tf.distribute.Strategy)")
+    raise TrainError(f"unknown strategy {spec!r}; use one of {', '.join(distributed.STRATEGIES)} "
+                     "(or pass a tf.distribute.Strategy)")
 
 
 def _learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> Any:
@@ -231,8 +241,9 @@ def _callback_class() -> type:
 
         def __init__(self, run_dir: Path, epochs: int, steps: int, progress: Progress | None,
                      stop_event: threading.Event | None, bn_data: Any = None, bn_batches: int = 0,
-                     val_steps: int = 0) -> None:
+                     val_steps: int = 0, backup: Path | None = None) -> None:
             super().__init__()
+            self.backup = backup  # multi-worker: history.csv is also kept beside the backup, for a resume
             self.bn_data, self.bn_batches = bn_data, bn_batches
             self.run_dir, self.epochs, self.steps = run_dir, epochs, max(1, steps)
             self.val_steps = max(1, val_steps)
@@ -309,6 +320,8 @@ def _callback_class() -> type:
                    "lr": self._lr(), "seconds": round(time.perf_counter() - self._t_epoch, 3)}
             self.rows.append(row)
             runs.write_csv_atomic(self.run_dir / "history.csv", pd.DataFrame(self.rows))
+            if self.backup is not None and self.backup.is_dir():
+                runs.write_csv_atomic(self.backup / "history.csv", pd.DataFrame(self.rows))
             self._epoch, self._frac = epoch + 1, 0.0
             if self.progress is not None:
                 self.progress(epoch + 1, self.epochs, row)
@@ -455,7 +468,7 @@ def preflight(config: TrainConfig | dict[str, Any]) -> TrainConfig:
 def _checked(config: TrainConfig | dict[str, Any]) -> tuple[TrainConfig, int, Any, pd.DataFrame, pd.DataFrame,
                                                               pd.DataFrame]:
     """(config, image size, index, frame, train rows, val rows) after every check of :func:`preflight`."""
-    from dfd import models
+    from dfd import distributed, models
     from dfd.data import index_dataset
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
@@ -475,6 +488,15 @@ def _checked(config: TrainConfig | dict[str, Any]) -> tuple[TrainConfig, int, An
         raise TrainError(f"distill_weight must be in 0..1 (got {cfg.distill_weight})")
     if not cfg.distill_temperature > 0:
         raise TrainError(f"distill_temperature must be positive (got {cfg.distill_temperature})")
+    if not (cfg.strategy is None or cfg.strategy == "default" or cfg.strategy in distributed.STRATEGIES):
+        raise TrainError(f"unknown strategy {cfg.strategy!r}; use one of {', '.join(distributed.STRATEGIES)}")
+    if cfg.strategy == "multiworker":
+        try:
+            distributed.worker_from_env()
+        except distributed.DistributedError as exc:
+            raise TrainError(str(exc)) from exc
+        if cfg.teacher:
+            raise TrainError("--teacher is not available with --strategy multiworker: distil on one machine")
     image_size = int(cfg.image_size or models.DEFAULT_SIZES[cfg.architecture])
 
     index = index_dataset(cfg.data, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
@@ -564,7 +586,7 @@ def teacher_targets(teachers_: list[runs.Run], frame: pd.DataFrame, batch_size: 
 
 
 def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = None,
-          stop_event: threading.Event | None = None, strategy: Any = None) -> Path:
+          stop_event: threading.Event | None = None, strategy: Any = None) -> Path | None:
     """Train one model and write its run folder; return the folder (complete or interrupted).
 
     ``progress(epoch, epochs, logs)`` reports every phase:
@@ -578,18 +600,35 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
       last) and, where it counts something, "done", "total" and "unit" (batches, images).
 
     Setting ``stop_event`` stops after the current batch; the run is kept as "interrupted" with only the
-    epochs it completed. ``strategy`` (a ``tf.distribute.Strategy`` or "mirrored") overrides
-    ``config.strategy``. Bad configuration or data raises :class:`TrainError` (or
+    epochs it completed. ``strategy`` (a ``tf.distribute.Strategy`` or a name of
+    :data:`dfd.distributed.STRATEGIES`) overrides ``config.strategy``.
+
+    With "multiworker" every process of the cluster ``TF_CONFIG`` describes calls ``train`` with the same
+    config; each reads its shard of the file list and backs its state up at every epoch's end
+    (:func:`dfd.distributed.backup_dir`); only the chief writes a run folder and returns it, the others
+    return None. A worker started again after a failure resumes from its backup. Bad configuration or data raises :class:`TrainError` (or
     :class:`dfd.data.DatasetError`) before any folder is made (see :func:`preflight`); a failure during
     training raises :class:`TrainError` after the folder is kept as "failed".
     """
     epochs = config.epochs if isinstance(config, TrainConfig) else dict(config).get("epochs", TrainConfig.epochs)
     _phase(progress, 0, epochs, "indexing the dataset")
     cfg, image_size, index, frame, train_df, val_df = _checked(config)
+    name = runs.safe_name(cfg.name or cfg.architecture)
+    backup, workers = None, None
+    if (strategy if strategy is not None else cfg.strategy) == "multiworker":
+        from dfd import distributed
+
+        worker = distributed.worker_from_env()
+        _phase(progress, 0, epochs, f"joining the cluster as {worker.label} of {worker.tasks}")
+        strategy = make_strategy("multiworker")  # before any other TensorFlow operation of this process
+        backup = distributed.backup_dir(name, worker, cfg.backup_dir)
+        workers = worker.tasks
+        if not worker.is_chief:
+            _train_worker(cfg, image_size, train_df, val_df, frame, backup, progress, stop_event, strategy)
+            return None
 
     root = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else runs.user_dir()
     runs.check_writable(root)
-    name = runs.safe_name(cfg.name or cfg.architecture)
     run_dir = runs.new_run_dir(root, name)
     started, t0 = _now(), time.perf_counter()
     counts = frame.groupby(["split", "label"]).size().unstack(fill_value=0).rename(columns={0: "real", 1: "fake"})
@@ -607,6 +646,8 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
         "pid": os.getpid(),
         "host": platform.node(),
     }
+    if workers:
+        record["workers"] = workers
     bad_files: list[tuple[str, str]] = []
 
     def work() -> str:
@@ -615,7 +656,7 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
         _phase(progress, 0, cfg.epochs, "loading TensorFlow")
         record["versions"] = library_versions()
         status, summary = _fit_and_predict(cfg, image_size, train_df, val_df, frame, run_dir, record, bad_files,
-                                           progress, stop_event, strategy)
+                                           progress, stop_event, strategy, backup=backup)
         record.update(summary)
         return status
 
@@ -624,6 +665,20 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
                stage=FINISHING)
 
     return _keep_run("training", work, run_dir, root, name, record, bad_files, started, t0, calibrating)
+
+
+def _train_worker(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, val_df: pd.DataFrame,
+                  frame: pd.DataFrame, backup: Path, progress: Progress | None,
+                  stop_event: threading.Event | None, strategy: Any) -> str:
+    """A non-chief worker's share of a multi-worker run: the same fit (its checkpoints go to a temporary
+    folder, deleted at the end: only the chief writes the run); returns the status its fit ended with."""
+    scratch = Path(tempfile.mkdtemp(prefix="dfd-worker-"))
+    try:
+        status, _ = _fit_and_predict(cfg, image_size, train_df, val_df, frame, scratch, {}, [], progress,
+                                     stop_event, strategy, backup=backup, chief=False)
+        return status
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _keep_run(what: str, work: Callable[[], str], run_dir: Path, root: Path, name: str, record: dict[str, Any],
@@ -684,13 +739,16 @@ def _close_run(run_dir: Path, root: Path, name: str, record: dict[str, Any], sta
 def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, val_df: pd.DataFrame,
                      frame: pd.DataFrame, run_dir: Path, record: dict[str, Any], bad_files: list[tuple[str, str]],
                      progress: Progress | None, stop_event: threading.Event | None,
-                     strategy: Any) -> tuple[str, dict[str, Any]]:
+                     strategy: Any, *, backup: Path | None = None,
+                     chief: bool = True) -> tuple[str, dict[str, Any]]:
     import keras
     import tensorflow as tf
 
     from dfd import evaluate, models
     from dfd.data import Augment, make_dataset
 
+    strat = make_strategy(strategy if strategy is not None else cfg.strategy)  # first: multiworker needs it so
+    multi = isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.teacher:
         taught = teachers(cfg, frame)
@@ -710,14 +768,33 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         train_df = balance_datasets(train_df, cfg.seed)
     if cfg.balance_classes or cfg.balance_datasets:
         record["balanced_train_images"] = len(train_df)
-    strat = make_strategy(strategy if strategy is not None else cfg.strategy)
     replicas = int(strat.num_replicas_in_sync)
     steps = math.ceil(len(train_df) / cfg.batch_size)
     augment = Augment.from_dict(cfg.augment) if cfg.augment is not None else None
     fit_df = train_df.assign(label=train_df["target"]) if "target" in train_df else train_df
-    train_ds = make_dataset(fit_df, image_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
-                            bad_files=bad_files)
-    val_ds = make_dataset(val_df, image_size, cfg.batch_size, shuffle=False, bad_files=bad_files)
+    class_weight = _class_weights(train_df["label"].to_numpy()) if cfg.class_weight else None
+    fit_kw: dict[str, Any] = {"class_weight": class_weight}
+    if multi:
+        # Every worker takes every k-th file of the same seeded shuffle of the file list (data sharding
+        # before decoding, so no worker decodes another's images) in batches of batch_size / replicas: the
+        # global batch is batch_size, as on one machine. Repeated, with a fixed number of steps, so that no
+        # worker runs out of batches before the others (an unreadable file is skipped, not waited for).
+        steps = max(1, len(train_df) // cfg.batch_size)
+        fit_kw = {"steps_per_epoch": steps, "validation_steps": max(1, len(val_df) // cfg.batch_size)}
+        weighted = fit_df.assign(weight=fit_df["label"].round().map(class_weight)) if class_weight else fit_df
+
+        def sharded(frame_: pd.DataFrame, shuffle: bool, aug: Any) -> Any:
+            def shard(ctx: Any) -> Any:
+                return make_dataset(frame_, image_size, ctx.get_per_replica_batch_size(cfg.batch_size),
+                                    shuffle=shuffle, augment=aug, seed=cfg.seed, repeat=True, bad_files=bad_files,
+                                    shard=(ctx.num_input_pipelines, ctx.input_pipeline_id))
+            return strat.distribute_datasets_from_function(shard)
+
+        train_ds, val_ds = sharded(weighted, True, augment), sharded(val_df, False, None)
+    else:
+        train_ds = make_dataset(fit_df, image_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
+                                bad_files=bad_files)
+        val_ds = make_dataset(val_df, image_size, cfg.batch_size, shuffle=False, bad_files=bad_files)
 
     _phase(progress, 0, cfg.epochs, "building the model")
     with strat.scope():
@@ -727,6 +804,10 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         soft = bool(augment and augment.mixup) or bool(cfg.teacher)  # soft training labels
         model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(),
                       metrics=[_accuracy_metric(soft), _auc_metric(soft)])
+    if multi:
+        from dfd import distributed
+
+        distributed.fit_multiworker(model, strat)
     record.update(params=int(model.count_params()), replicas=replicas, strategy_class=type(strat).__name__,
                   steps_per_epoch=steps, monitor=cfg.monitor)
     runs.write_json_atomic(run_dir / "config.json", record)
@@ -738,7 +819,7 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
     bn_ds = make_dataset(train_df, image_size, cfg.batch_size, shuffle=True, seed=cfg.seed + 1)
     callback_class = _callback_class()
     callback = callback_class(run_dir, cfg.epochs, steps, progress, stop_event, bn_ds, per_epoch_bn,
-                              math.ceil(len(val_df) / cfg.batch_size))
+                              math.ceil(len(val_df) / cfg.batch_size), backup=backup)
     checkpoint = run_dir / "model.keras"
     cbs: list[Any] = [  # RunCallback last: progress sees the epoch after the checkpoint is written
         callback_class.Checkpoint(callback, str(checkpoint), monitor=cfg.monitor, mode=mode, save_best_only=True),
@@ -746,19 +827,42 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
                                      patience=cfg.patience if cfg.patience > 0 else cfg.epochs + 1),
         callback,
     ]
-    class_weight = _class_weights(train_df["label"].to_numpy()) if cfg.class_weight else None
+    resumed = None
+    if backup is not None:
+        # Fault tolerance: the weights, optimizer state and epoch at each epoch's end (kept after the fit:
+        # removed below only when training completes), restored by the next start of the same command.
+        cbs.insert(0, keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False))
+        resumed = _resume_history(backup, callback)
+        if resumed is not None:
+            record["resumed_from_epoch"] = resumed
+            _phase(progress, resumed, cfg.epochs, f"resuming from the backup of epoch {resumed}")
     fit_t0 = time.perf_counter()
     with warnings.catch_warnings():
         # The streamed dataset has unknown length (unreadable files are dropped), which Keras reports
         # as "ran out of data" at each epoch end: expected here, not a problem.
         warnings.filterwarnings("ignore", message=".*ran out of data.*")
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, class_weight=class_weight, callbacks=cbs,
-                  verbose=0)
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=cbs, verbose=0, **fit_kw)
+        except tf.errors.OpError as exc:
+            if not multi:
+                raise
+            done = len(callback.rows)
+            raise TrainError(f"lost contact with another worker during epoch {done + 1} ({type(exc).__name__}): "
+                             "start every worker again with the same command; training resumes from the "
+                             f"backup of epoch {done} in {backup}") from exc
     fit_seconds = time.perf_counter() - fit_t0
     hist = pd.DataFrame(callback.rows)
     summary: dict[str, Any] = {"epochs_run": len(hist), "fit_seconds": round(fit_seconds, 2),
                                "class_weight": class_weight}
+    if multi:
+        summary["worker_backup"] = str(backup)
+    if backup is not None and not callback.stopped:  # complete: nothing to resume
+        shutil.rmtree(backup, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            backup.parent.rmdir()  # the run's folder of backups, once the last worker's is gone
+    if not chief:
+        return (runs.INTERRUPTED if callback.stopped else runs.COMPLETE), summary
     if len(hist) and cfg.monitor in hist:
         best = hist[cfg.monitor].idxmin() if mode == "min" else hist[cfg.monitor].idxmax()
         summary.update(best_epoch=int(hist.loc[best, "epoch"]), best_score=float(hist.loc[best, cfg.monitor]))
@@ -809,6 +913,24 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         runs.write_csv_atomic(run_dir / "predictions.csv", stored)
         runs.write_json_atomic(run_dir / "metrics.json", evaluate.metrics_report(pred_df))
     return runs.COMPLETE, summary
+
+
+def _resume_history(backup: Path, callback: Any) -> int | None:
+    """The epoch a backup restores (None without one); the history rows recorded up to it go back into
+    ``callback`` so that the run's history.csv holds every epoch, those before the restart included."""
+    meta = backup / "training_metadata.json"
+    if not meta.is_file():
+        return None
+    try:
+        epoch = int(json.loads(meta.read_text())["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    rows = backup / "history.csv"
+    if rows.is_file():
+        prior = pd.read_csv(rows)
+        callback.rows = prior[prior["epoch"] <= epoch].to_dict("records")
+    callback._epoch = epoch
+    return epoch
 
 
 def ensemble(members: list[Any], *, name: str = "ensemble", runs_dir: str | Path | None = None,
