@@ -163,7 +163,10 @@ def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.Da
         notes = (["ImageNet"] if cfg.get("pretrained") else []) + [
             f"{k} {v}" for k, v in (cfg.get("arch_kwargs") or {}).items()]
         if cfg.get("teacher_runs"):
-            notes.append(f"distilled from {len(cfg['teacher_runs'])} runs")
+            n = len(cfg["teacher_runs"])
+            notes.append(f"distilled from {n} run{'s' if n != 1 else ''}")
+        if (cfg.get("workers") or 1) > 1:
+            notes.append(f"{cfg['workers']} workers")
         row: dict[str, Any] = {
             "run": run.name, "architecture": run.model_label + (f" ({', '.join(notes)})" if notes else ""),
             "input px": cfg.get("image_size"), "params (M)": f"{(cfg.get('params') or 0) / 1e6:.2f}",
