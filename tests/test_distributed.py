@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import MODERN, need
 
-from dfd import distributed, runs
+from dfd import card, distributed, runs
 from dfd.train import TrainConfig, TrainError, preflight, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,6 +129,7 @@ def test_two_workers_write_one_run_that_learned_as_one_worker_does(tmp_path):
     assert run.status == "complete"
     assert (run.config["workers"], run.config["replicas"]) == (2, 2)
     assert run.config["strategy_class"] == "CollectiveAllReduceStrategy"
+    assert card.compare([run])["architecture"].iloc[0].endswith("(2 workers)")
     assert run.config["steps_per_epoch"] == 600 // 32  # the global batch is the batch size, as on one machine
     assert len(run.history()) == 6
     val = json.loads((made[0] / "metrics.json").read_text())["val"]
