@@ -63,7 +63,7 @@ def main() -> None:
         faces += len(r.faces)
         checked += sum(bool(f.resaved) for f in r.faces)
         face = r.faces[0]
-        every = det.resaved_p(img, [face.crop], np.array([face.p_fake]), thr, (0.0, 1.0))[0]
+        every = det.resaved_p([detect.cut(img, face.crop)], np.array([face.p_fake]), thr, (0.0, 1.0))[0]
         rows.append({"dataset": dataset, "label": int(label), "p": face.p_fake,
                      "plain": detect.verdict(face.p_fake, thr),
                      "band": detect.verdict(face.p_fake, thr, band),

@@ -618,10 +618,27 @@ def cmd_cross_dataset(args: argparse.Namespace) -> int:
 # predict
 
 
+def _manifest(path: Path) -> list[Path]:
+    """The files a CSV manifest lists in its ``path`` column, in its order; relative paths are taken from the
+    manifest's folder. A listed file that is missing is kept: it gets its own "cannot read" row."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise CliError(f"cannot read CSV manifest {path}: {' '.join(str(exc).split())}") from exc
+    column = next((c for c in table.columns if str(c).strip().lower() == "path"), None)
+    if column is None:
+        raise CliError(f"CSV manifest {path} needs a 'path' column; it has {list(table.columns)}")
+    files = [Path(text).expanduser() for text in (v.strip() for v in table[column]) if text]
+    if not files:
+        raise CliError(f"CSV manifest {path} lists no files")
+    return [f if f.is_absolute() else path.parent / f for f in files]
+
+
 def _expand(paths: Sequence[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """(files to judge, files passed over with the reason). Files given by name are judged whatever their
-    extension; in a folder (searched recursively) the image and video files are judged and every other file is
-    passed over, with its reason: hidden, in a hidden folder, no extension, not an image or video extension."""
+    extension, but a ``.csv`` is a manifest: the files of its ``path`` column (:func:`_manifest`); in a folder
+    (searched recursively) the image and video files are judged and every other file is passed over, with its
+    reason: hidden, in a hidden folder, no extension, not an image or video extension."""
     from dfd.imaging import IMAGE_EXTENSIONS
     from dfd.video import VIDEO_EXTENSIONS
 
@@ -651,6 +668,8 @@ def _expand(paths: Sequence[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
                 raise CliError(f"no image or video files in folder {p}"
                                + (f" ({len(passed)} other file(s) passed over)" if passed else ""))
             out += found
+        elif p.is_file() and p.suffix.lower() == ".csv":
+            out += _manifest(p)
         elif p.exists():
             out.append(p)
         else:
@@ -687,23 +706,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if clips and args.csv == "-" and args.frames_csv == "-":
         raise CliError("--csv and --frames-csv cannot both write to stdout ('-')")
     run = _run(args.run, args.runs_dir)
-    _import_tensorflow_quietly()
     from dfd import detect
 
-    detector = detect.Detector(run)
-    threshold = detector.threshold if args.threshold is None else args.threshold
-    bar = _bar(len(files), "predict", "img")
-    results = []
-    try:
-        for f in files:
-            results.append(detector.analyse(f, name=str(f), threshold=threshold, find_faces=not args.whole_image))
-            bar.update(1)
-    finally:
-        bar.close()
-    band = detector.band_at(threshold)
-    if clips:
-        return _predict_clips(args, detector, threshold, band, clips, results, passed)
-    table = detect.results_table(results, threshold, band, run=detector.name, engine=detector.engine)
+    if args.engine == "ray":
+        if clips:
+            raise CliError(f"--engine ray judges images; video clips ({clips[0]}, ...) need the default --engine local")
+        from dfd.evaluate import band_at
+
+        results, run_name, engine = _predict_on_ray(args, run, files)
+        threshold = run.threshold if args.threshold is None else args.threshold
+        band = band_at(run.band, run.threshold, threshold)
+    else:
+        if args.address or hasattr(args, "actors"):
+            raise CliError("--address and --actors go with --engine ray")
+        _import_tensorflow_quietly()
+        detector = detect.Detector(run)
+        threshold = detector.threshold if args.threshold is None else args.threshold
+        bar = _bar(len(files), "predict", "img")
+        results = []
+        try:
+            for f in files:
+                results.append(detector.analyse(f, name=str(f), threshold=threshold, find_faces=not args.whole_image))
+                bar.update(1)
+        finally:
+            bar.close()
+        band = detector.band_at(threshold)
+        if clips:
+            return _predict_clips(args, detector, threshold, band, clips, results, passed)
+        run_name, engine = detector.name, detector.engine
+    table = detect.results_table(results, threshold, band, run=run_name, engine=engine)
     if args.csv:
         _write_csv(table, args.csv)
     if args.csv != "-":  # the table is shown unless the CSV goes to stdout
@@ -714,9 +745,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
         band_text = (f", inconclusive band {detect.p_text(band[0])}-{detect.p_text(band[1])}"
                      if band is not None else ", no inconclusive band")
         print(f"\n{len(results)} image(s), {len(table) - n_bad} judged region(s): {n_fake} fake, {n_unsure} "
-              f"inconclusive at threshold {threshold:.3f} (run {detector.name}{band_text}); {n_bad} unreadable"
+              f"inconclusive at threshold {threshold:.3f} (run {run_name}{band_text}); {n_bad} unreadable"
               + (f"; {len(passed)} file(s) passed over (listed on stderr)" if passed else ""))
     return 0
+
+
+def _predict_on_ray(args: argparse.Namespace, run: Any, files: Sequence[Path]) -> tuple[list[Any], str, str]:
+    """(results in the files' order, run name, engine) of ``predict --engine ray`` (:mod:`dfd.scale`): Ray
+    started in this process, or the cluster at --address joined, for this command only."""
+    from dfd import scale
+
+    try:
+        started = scale.start(args.address, quiet=_QUIET["tensorflow"])
+    except scale.ScaleError as exc:
+        raise CliError(str(exc)) from exc
+    bar = _bar(len(files), "predict (ray)", "img")
+    try:
+        results, engine = scale.score(files, run, threshold=args.threshold, find_faces=not args.whole_image,
+                                      actors=getattr(args, "actors", scale.DEFAULT_ACTORS), progress=_counter(bar))
+    finally:
+        bar.close()
+        if started:
+            scale.stop()
+    return results, run.name, engine
 
 
 def _predict_clips(args: argparse.Namespace, detector: Any, threshold: float, band: Any, clips: Sequence[Path],
@@ -926,9 +977,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "inside the run's band around the threshold or when a light re-save (JPEG q85, "
                                    "0.75x) flips it; with no face the whole image is judged. Unreadable files get "
                                    "a row with the error. The CSV names the run, threshold, band, engine and dfd "
-                                   "version. Same code as the app's Detect page (dfd.detect.Detector).")
+                                   "version. Same code as the app's Detect page (dfd.detect.Detector); --engine ray runs it on Ray Data "
+                                   "(dfd.scale) for many images, on this machine or a cluster, with the same table.")
     p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER",
-                   help="image files, video clips, or folders (searched recursively)")
+                   help="image files, video clips, folders (searched recursively), or CSV manifests (.csv with a "
+                        "'path' column; relative paths from the manifest's folder)")
     p.add_argument("--run", default="default", help="run name (in --runs-dir) or run folder path")
     p.add_argument("--threshold", type=float, help="decision threshold on P(fake) (default: the run's calibrated one)")
     p.add_argument("--whole-image", action="store_true", help="judge whole images; do not look for faces")
@@ -942,6 +995,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video clips: at most N frames judged a clip, spread evenly over it")
     p.add_argument("--max-minutes", type=_positive(float), default=10.0, metavar="MIN",
                    help="video clips: longer clips are refused")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: Ray Data, images decoded and faces found in CPU tasks, the model "
+                        "in --actors actors, a dead worker retried (needs pip install \".[scale]\"); same table")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="with --engine ray: join this Ray cluster (default: start Ray on this machine's cores)")
+    p.add_argument("--actors", type=_positive(int), metavar="N", default=argparse.SUPPRESS,
+                   help="with --engine ray: model actors, each holding the run once (default: 2)")
     p.epilog = textwrap.fill("Video clips (MP4, MOV, WebM, MKV, AVI: dfd.video): frames are sampled evenly (--sample-rate, "
                 "--max-frames), faces are followed across frames as tracks, and each track gets its median P(fake), "
                 "the share of its frames over the threshold and a verdict; the table and --csv then hold one row "

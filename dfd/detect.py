@@ -7,6 +7,10 @@ Serving path (the CLI ``predict`` and the app's Detect page both use :class:`Det
         ──► temperature (calibration.json) ──► P(fake), verdict at the run's threshold: fake, real, or
         inconclusive inside the run's band (Run.band) or when a light re-save flips it (near the threshold only)
 
+It is two stages, :func:`cpu_stage` (decode to crops and model inputs: a picklable :class:`Prepared`, no model)
+and :meth:`Detector.model_stage` (model call onwards), and ``Detector.analyse`` is the one after the other;
+:mod:`dfd.scale` runs the same two stages in Ray Data tasks and actors for large batches.
+
 Face crops. The training images are face crops that include hair and some background: on the shared sets the
 OpenCV Haar box covers about 0.66 of the image side (faces-140k, real-and-fake-face) or 0.46 (lfw-faceswap).
 So each face is cut out as a square ``MARGIN`` (1.8) times the Haar box, centred a little above the box centre
@@ -388,6 +392,60 @@ def is_whole(region: tuple[int, int, int, int], shape: tuple[int, ...]) -> bool:
     return tuple(region) == (0, 0, shape[1], shape[0])
 
 
+def find_regions(img: np.ndarray, finder: FaceFinder, margin: float = MARGIN, find_faces: bool = True
+                 ) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
+    """(face boxes, crops judged) for an RGB image; the whole image (no boxes) when no face is found."""
+    boxes = finder.find(img) if find_faces else []
+    if not boxes:
+        h, w = img.shape[:2]
+        return [], [(0, 0, w, h)]
+    return boxes, [face_crop(b, img.shape, margin) for b in boxes]
+
+
+@dataclass
+class Prepared:
+    """One image after the CPU stage of :meth:`Detector.analyse` (:func:`cpu_stage`), ready for its model stage
+    (:meth:`Detector.model_stage`). Holds no model, so it pickles: :mod:`dfd.scale` makes it in one process and
+    judges it in another. ``error`` is set (and nothing else) when the image could not be read or prepared."""
+
+    name: str
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    crops: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """The regions judged (x, y, w, h), one per face found, or the whole image."""
+    batch: np.ndarray | None = field(default=None, repr=False)
+    """The model input of each region: float32 (n, size, size, 3), 0..255 (:func:`dfd.imaging.prepare`)."""
+    cuts: list[np.ndarray] = field(default_factory=list, repr=False)
+    """The pixels of each region as cut from the picture: the re-save check (:data:`RESAVES`) starts from them."""
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+    """The decoded picture (for drawing); :mod:`dfd.scale` drops it before shipping."""
+    looked_for_faces: bool = True
+    seconds: float = 0.0
+
+
+def cpu_stage(source: imaging.Source | np.ndarray, finder: FaceFinder, image_size: int, *, name: str | None = None,
+              margin: float = MARGIN, find_faces: bool = True) -> Prepared:
+    """Everything before the model, for one image (path, bytes, file object or RGB array): decode and orient
+    (:func:`dfd.imaging.load_image`), find faces, cut each face's region, resize to the model input
+    (:func:`dfd.imaging.prepare`). Never raises for a bad image: :attr:`Prepared.error` says what failed."""
+    t0 = time.perf_counter()
+    if name is None:
+        name = Path(source).name if isinstance(source, (str, Path)) else str(getattr(source, "name", "image"))
+    try:
+        img = source if isinstance(source, np.ndarray) else imaging.load_image(source)
+    except imaging.ImageError as exc:
+        return Prepared(name=name, error=str(exc), seconds=time.perf_counter() - t0)
+    try:
+        boxes, crops = find_regions(img, finder, margin, find_faces)
+        cuts = [cut(img, c) for c in crops]
+        batch = np.stack([imaging.prepare(c, image_size) for c in cuts])
+    except Exception as exc:  # noqa: BLE001 - one image's failure is reported in its row; the batch goes on
+        return Prepared(name=name, error=f"analysis failed: {type(exc).__name__}: {exc}", image=img,
+                        looked_for_faces=find_faces, seconds=time.perf_counter() - t0)
+    return Prepared(name=name, boxes=boxes, crops=crops, batch=batch, cuts=cuts, image=img,
+                    looked_for_faces=find_faces, seconds=time.perf_counter() - t0)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The detector
 
@@ -469,16 +527,42 @@ class Detector:
     def regions(self, img: np.ndarray, find_faces: bool | None = None
                 ) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
         """(face boxes, crops judged) for an RGB image; the whole image (no boxes) when no face is found."""
-        find_faces = self.find_faces if find_faces is None else find_faces
-        boxes = self.finder.find(img) if find_faces else []
-        if not boxes:
-            h, w = img.shape[:2]
-            return [], [(0, 0, w, h)]
-        return boxes, [face_crop(b, img.shape, self.margin) for b in boxes]
+        return find_regions(img, self.finder, self.margin, self.find_faces if find_faces is None else find_faces)
 
     def band_at(self, threshold: float | None = None) -> Band | None:
         """The run's inconclusive band, moved to ``threshold`` (None: the run's own) by :func:`band_at`."""
         return band_at(self.band, self.threshold, self.threshold if threshold is None else float(threshold))
+
+    def cpu_stage(self, source: imaging.Source | np.ndarray, name: str | None = None,
+                  find_faces: bool | None = None) -> Prepared:
+        """Everything :meth:`analyse` does before the model (:func:`cpu_stage` with this detector's face finder,
+        input size and margin)."""
+        return cpu_stage(source, self.finder, self.image_size, name=name, margin=self.margin,
+                         find_faces=self.find_faces if find_faces is None else bool(find_faces))
+
+    def model_stage(self, prepared: Prepared, threshold: float | None = None) -> ImageResult:
+        """Everything :meth:`analyse` does from the model on: P(fake) of each region :func:`cpu_stage` prepared,
+        the re-save check near ``threshold`` (None: the run's), verdicts. Never raises for a bad image."""
+        t0 = time.perf_counter()
+        p = prepared
+        threshold = self.threshold if threshold is None else float(threshold)
+        if p.error is not None:
+            return ImageResult(name=p.name, error=p.error, image=p.image, seconds=p.seconds,
+                               looked_for_faces=p.looked_for_faces)
+        band = self.band_at(threshold)
+        try:
+            probs = self.predict_arrays(p.batch)
+            resaved = self.resaved_p(p.cuts, probs, threshold, band)
+        except Exception as exc:  # noqa: BLE001 - one image's failure is reported in its row; the batch goes on
+            return ImageResult(name=p.name, error=f"analysis failed: {type(exc).__name__}: {exc}", image=p.image,
+                               seconds=p.seconds + time.perf_counter() - t0, looked_for_faces=p.looked_for_faces)
+        faces = []
+        for i, prob in enumerate(probs):
+            v, why = judge(float(prob), threshold, band, resaved[i])
+            faces.append(FaceResult(box=(p.boxes[i] if p.boxes else p.crops[i]), p_fake=float(prob), verdict=v,
+                                    crop=p.crops[i], reason=why, resaved=resaved[i]))
+        return ImageResult(name=p.name, faces=faces, whole_image=not p.boxes, image=p.image,
+                           seconds=p.seconds + time.perf_counter() - t0, looked_for_faces=p.looked_for_faces)
 
     def analyse(self, source: imaging.Source | np.ndarray, name: str | None = None,
                 threshold: float | None = None, find_faces: bool | None = None) -> ImageResult:
@@ -488,43 +572,21 @@ class Detector:
         or "inconclusive" (:func:`judge`): inside the run's band, or (checked for faces within
         :data:`RESAVE_WINDOW` logits of the threshold or inside the band) a verdict that flips after a light
         re-save (:data:`RESAVES`; all the re-saved crops of an image go through the model in one call).
+        Two stages, which :mod:`dfd.scale` runs in separate processes: :meth:`cpu_stage` then :meth:`model_stage`.
         """
-        t0 = time.perf_counter()
-        if name is None:
-            name = Path(source).name if isinstance(source, (str, Path)) else str(getattr(source, "name", "image"))
-        threshold = self.threshold if threshold is None else float(threshold)
-        try:
-            img = source if isinstance(source, np.ndarray) else imaging.load_image(source)
-        except imaging.ImageError as exc:
-            return ImageResult(name=name, error=str(exc), seconds=time.perf_counter() - t0)
-        looked = self.find_faces if find_faces is None else bool(find_faces)
-        band = self.band_at(threshold)
-        try:
-            boxes, crops = self.regions(img, looked)
-            batch = np.stack([imaging.prepare(cut(img, c), self.image_size) for c in crops])
-            probs = self.predict_arrays(batch)
-            resaved = self.resaved_p(img, crops, probs, threshold, band)
-        except Exception as exc:  # noqa: BLE001 - one image's failure is reported in its row; the batch goes on
-            return ImageResult(name=name, error=f"analysis failed: {type(exc).__name__}: {exc}", image=img,
-                               seconds=time.perf_counter() - t0, looked_for_faces=looked)
-        faces = []
-        for i, p in enumerate(probs):
-            v, why = judge(float(p), threshold, band, resaved[i])
-            faces.append(FaceResult(box=(boxes[i] if boxes else crops[i]), p_fake=float(p), verdict=v,
-                                    crop=crops[i], reason=why, resaved=resaved[i]))
-        return ImageResult(name=name, faces=faces, whole_image=not boxes, image=img,
-                           seconds=time.perf_counter() - t0, looked_for_faces=looked)
+        return self.model_stage(self.cpu_stage(source, name=name, find_faces=find_faces), threshold)
 
-    def resaved_p(self, img: np.ndarray, crops: Sequence[tuple[int, int, int, int]], probs: np.ndarray,
-                  threshold: float, band: Band | None) -> list[dict[str, float]]:
-        """For each crop: {re-save: P(fake)} where its P(fake) ``probs[i]`` is within :data:`RESAVE_WINDOW`
-        logits of ``threshold`` or inside ``band``, else {} (not checked). One model call for them all."""
+    def resaved_p(self, cuts: Sequence[np.ndarray], probs: np.ndarray, threshold: float,
+                  band: Band | None) -> list[dict[str, float]]:
+        """For each region's pixels ``cuts[i]``: {re-save: P(fake)} where its P(fake) ``probs[i]`` is within
+        :data:`RESAVE_WINDOW` logits of ``threshold`` or inside ``band``, else {} (not checked). One model call
+        for them all."""
         near = [i for i, p in enumerate(probs)
                 if logit_distance(float(p), threshold) <= RESAVE_WINDOW or verdict(float(p), threshold, band) == INCONCLUSIVE]
         out: list[dict[str, float]] = [{} for _ in probs]
         if not near:
             return out
-        batch = np.stack([imaging.prepare(fn(cut(img, crops[i])), self.image_size) for i in near for _, fn in RESAVES])
+        batch = np.stack([imaging.prepare(fn(cuts[i]), self.image_size) for i in near for _, fn in RESAVES])
         again = self.predict_arrays(batch).reshape(len(near), len(RESAVES))
         for k, i in enumerate(near):
             out[i] = {name: float(again[k, j]) for j, (name, _) in enumerate(RESAVES)}

@@ -30,6 +30,11 @@ def test_pyproject_declares_the_dependencies_and_the_dfd_command():
     lines = [re.sub(r"\s+#.*$", "", line).strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
     requirements = [line for line in lines if line and not line.startswith("#")]
     assert meta["project"]["dependencies"] == requirements, "pyproject.toml and requirements.txt disagree"
+    dev = [re.sub(r"\s+#.*$", "", line).strip() for line in (REPO / "requirements-dev.txt").read_text().splitlines()]
+    for extra, needs in meta["project"].get("optional-dependencies", {}).items():
+        missing = [n for n in needs if n not in dev]
+        assert not missing, f"requirements-dev.txt lacks the {extra!r} extra's {missing}: its tests would not run in CI"
+    assert meta["project"]["optional-dependencies"]["scale"] == ["ray[data]==2.60.*"]
     assert meta["project"]["scripts"] == {"dfd": "dfd.cli:main"}
     module, name = meta["project"]["scripts"]["dfd"].split(":")
     assert callable(getattr(importlib.import_module(module), name))
