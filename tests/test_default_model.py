@@ -280,7 +280,8 @@ def test_gradcam_on_the_default_explains_real_test_faces_and_a_failure_leaves_it
 
 def test_cross_dataset_table_shows_how_far_detectors_travel(run):
     """cross_dataset.csv: the default on every test split it was trained on (its own recorded predictions at its
-    threshold, so the table is not stale), and a run trained without Flux.1-dev scored on Flux.1-dev fakes."""
+    threshold, so the table is not stale), and runs trained without Flux.1-dev and without SDXL scored on the
+    generator each never saw."""
     from dfd.evaluate import apply_temperature, metrics
 
     table = pd.read_csv(RUN_DIR / "cross_dataset.csv")
@@ -294,8 +295,11 @@ def test_cross_dataset_table_shows_how_far_detectors_travel(run):
         assert mine.loc[dataset, "n"] == m["n"]
         assert mine.loc[dataset, "accuracy"] == pytest.approx(m["accuracy"], abs=2e-3)
         assert mine.loc[dataset, "roc_auc"] == pytest.approx(m["roc_auc"], abs=2e-3)
-    unseen = table[table["domain"] == "unseen generator"]
-    assert "web-faces-256 / flux1-dev" in set(unseen["dataset"])
+    unseen = table[table["domain"] == "unseen generator"].set_index("dataset")
+    assert set(unseen.index) == {"web-faces-256 / flux1-dev", "web-faces-256 / sdxl"}
+    assert set(unseen["run"]) == {"logo-flux", "logo-sdxl"}
+    # What the card says of them: a minority caught at the served threshold, yet ranked well above the reals.
+    assert (unseen["recall"] < 0.5).all() and (unseen["roc_auc"] >= 0.9).all(), unseen
     assert (table["domain"] == "out-of-domain").any(), "no row shows a model on data it never saw"
 
 
