@@ -15,7 +15,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ORDER = ["index_speed", "train_throughput", "detect_latency", "face_finder", "app_startup", "tflite",
-         "inconclusive", "video_throughput"]
+         "inconclusive", "video_throughput", "ray_throughput"]
 
 
 def main(names: list[str]) -> int:
