@@ -105,8 +105,9 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-NOT_SETTINGS = ("data", "runs_dir", "name", "backup_dir")
-"""TrainConfig fields that say where a run read and wrote and what it was called, not how it trained."""
+NOT_SETTINGS = ("data", "runs_dir", "name", "backup_dir", "strategy")
+"""TrainConfig fields that say where a run read and wrote, what it was called and on which machines it ran
+(a multi-worker run's preset trains on this machine), not how it trained."""
 
 
 def settings_of(record: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,13 @@ def test_backups_stay_out_of_runs_and_models(tmp_path, monkeypatch):
     assert distributed.backup_dir("exp", worker, tmp_path / "b") == tmp_path / "b" / "exp" / "worker-1"
 
 
+def test_a_multiworker_runs_settings_train_on_one_machine():
+    from dfd.train import settings_of
+
+    settings = settings_of({"strategy": "multiworker", "backup_dir": "/b", "epochs": 3, "workers": 2})
+    assert settings == {"epochs": 3}  # a preset made from the run trains here, not in a cluster
+
+
 def test_multiworker_without_tf_config_fails_before_any_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     cfg = TrainConfig(data=str(need(MODERN)), architecture="tiny", runs_dir=str(tmp_path), strategy="multiworker")
