@@ -94,6 +94,8 @@ if todo:
     bar.empty()
     while len(cache) > 100:  # keep the session's memory bounded (oldest out)
         cache.pop(next(iter(cache)))
+for ident in idents:  # the re-save check at the slider's threshold too (faces near it are checked once)
+    cache[ident] = detector.recheck(cache[ident], threshold)
 results = [cache[ident] for ident in idents]
 cams: dict = st.session_state.setdefault("det_cams", {})
 

@@ -59,7 +59,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -591,6 +591,26 @@ class Detector:
         for k, i in enumerate(near):
             out[i] = {name: float(again[k, j]) for j, (name, _) in enumerate(RESAVES)}
         return out
+
+    def recheck(self, result: ImageResult, threshold: float) -> ImageResult:
+        """``result`` judged at another ``threshold`` as :meth:`analyse` at it would judge it: the faces now near
+        it (:meth:`resaved_p`'s rule) that were not re-save checked are checked (one model call for them all),
+        and every face's verdict and reason are those at ``threshold``. The app calls it when its threshold
+        slider moves; a result without its picture (or an error) is returned as it is."""
+        if not result.ok or result.image is None or not result.faces:
+            return result
+        threshold = float(threshold)
+        band = self.band_at(threshold)
+        todo = [i for i, f in enumerate(result.faces) if not f.resaved]
+        fresh = self.resaved_p([cut(result.image, result.faces[i].crop) for i in todo],
+                               np.array([result.faces[i].p_fake for i in todo]), threshold, band)
+        checked = dict(zip(todo, fresh, strict=True))
+        faces = []
+        for i, face in enumerate(result.faces):
+            resaved = checked.get(i) or face.resaved
+            v, why = judge(face.p_fake, threshold, band, resaved)
+            faces.append(replace(face, verdict=v, reason=why, resaved=resaved))
+        return replace(result, faces=faces)
 
     def analyse_many(self, sources: Iterable[tuple[str, Any]], threshold: float | None = None,
                      find_faces: bool | None = None) -> list[ImageResult]:

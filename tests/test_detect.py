@@ -357,6 +357,28 @@ def test_a_face_near_the_threshold_is_inconclusive_and_checked_after_a_resave(ti
     assert face.verdict == "real" and face.resaved == {} and face.reason == ""
 
 
+def test_a_threshold_moved_next_to_a_face_rechecks_it_as_analyse_at_that_threshold_would(tiny_detector, faces140k):
+    """The Detect page's slider: a result judged at one threshold, moved to another, is what analyse at the
+    new one gives (the faces now near it re-save checked), and moving back keeps the check already made."""
+    paths = [_first(faces140k / "real-vs-fake" / "test" / kind) for kind in ("real", "fake")]
+    p = tiny_detector.analyse(paths[0], find_faces=False).faces[0].p_fake
+    far_threshold = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + 3)))  # 3 logits away: not checked there
+    far = detect.Detector.from_model(tiny_detector.model, 64, threshold=far_threshold, band=(0.0, 0.0))
+    first = [far.analyse(path, find_faces=False) for path in paths]
+    assert first[0].faces[0].resaved == {}
+    moved = [far.recheck(r, p) for r in first]
+    direct = [far.analyse(path, threshold=p, find_faces=False) for path in paths]
+    for got, want in zip(moved, direct, strict=True):
+        for a, b in zip(got.faces, want.faces, strict=True):
+            assert (a.verdict, a.reason, sorted(a.resaved)) == (b.verdict, b.reason, sorted(b.resaved))
+            assert a.resaved == pytest.approx(b.resaved, abs=1e-6)
+    assert set(moved[0].faces[0].resaved) == {name for name, _ in detect.RESAVES}, "checked at the new threshold"
+    back = far.recheck(moved[0], far_threshold)
+    assert back.faces[0].resaved == moved[0].faces[0].resaved and back.faces[0].verdict == "real"
+    broken = detect.ImageResult(name="x", error="cannot read")
+    assert far.recheck(broken, p) is broken
+
+
 def test_results_table_is_a_record_with_integer_faces_and_what_judged_them(tiny_detector, faces140k):
     from dfd import __version__
 
