@@ -1102,7 +1102,6 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m dfd``; returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Keras' advice to library authors (e.g. "shuffle=True ... will be ignored") is noise on a command line.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
     parser = build_parser()
@@ -1111,6 +1110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _QUIET["tensorflow"] = not args.verbose
+    # Without --verbose TensorFlow's C++ log lines are kept off stderr, its errors too (e.g. "failed call to
+    # cuInit" on a machine without a GPU): what fails reaches the user as a Python error and its message.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if args.verbose else "3")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
