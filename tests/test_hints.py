@@ -24,6 +24,7 @@ from dfd import cli
 REPO = Path(__file__).resolve().parent.parent
 FIELD = "\x00"  # stands for an f-string field
 START = re.compile(r"^(?:python3? -m dfd|dfd)(?:\s|$)")
+ENV = re.compile(r"""^(?:[A-Z_][A-Z0-9_]*=(?:'[^']*'|"[^"]*"|\S+)\s+)+""")  # VAR=value before a command
 
 
 def _py_texts(path: Path) -> list[str]:
@@ -56,8 +57,8 @@ def _markdown_commands(text: str) -> tuple[list[str], str]:
                 pending = line[:-1] + " "
                 continue
             pending = ""
-            if START.match(line):
-                commands.append(line)
+            if START.match(ENV.sub("", line)):  # the command itself, after any environment it is given
+                commands.append(ENV.sub("", line))
                 continue
             rest.append(line)
         else:
@@ -133,6 +134,8 @@ def test_every_hinted_command_parses():
     ("python -m dfd ensembl RUN", False),
     ("python -m dfd cross-dataset RUN... --data PATH  # each run", True),
     ("dfd --help", True),
+    (ENV.sub("", "TF_CONFIG='{\"task\": {\"index\": 0}}' DFD_X=1 python -m dfd train --strategy multiworker"), True),
+    (ENV.sub("", "TF_CONFIG='{}' python -m dfd train --strategies multiworker"), False),
 ])
 def test_the_checker_itself(command: str, ok: bool):
     assert (parse_error(command) is None) == ok, parse_error(command)
