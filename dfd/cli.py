@@ -720,7 +720,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.address or hasattr(args, "actors"):
             raise CliError("--address and --actors go with --engine ray")
         _import_tensorflow_quietly()
-        detector = detect.Detector(run)
+        with _quiet_output():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line, when it loads
+            detector = detect.Detector(run)
         threshold = detector.threshold if args.threshold is None else args.threshold
         bar = _bar(len(files), "predict", "img")
         results = []
