@@ -301,6 +301,8 @@ def test_predict_names_every_file_it_passes_over(faces140k: Path, tmp_path: Path
     for name, reason in (("noext", "no file extension"), (".hidden.jpg", "hidden file"),
                          ("notes.txt", "not an image extension"), (".cache/inner.jpg", "in a hidden folder")):
         assert f"passed over {folder / name}: {reason}" in proc.stderr, (name, proc.stderr)
+    others = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("passed over ")]
+    assert others == [], "nothing else on stderr: no TensorFlow or LiteRT log lines (cuInit, XNNPACK)"
     from dfd import imaging
 
     assert ".gif" in imaging.IMAGE_EXTENSIONS and "GIF" in imaging.IMAGE_TYPES_TEXT
