@@ -160,6 +160,8 @@ def test_a_worker_killed_mid_epoch_resumes_from_its_backup(tmp_path):
             break
         time.sleep(0.2)
     else:
+        for p in procs:
+            p.kill()
         pytest.fail("worker 1 never backed up two epochs: " + (tmp_path / "first-1.log").read_text()[-3000:])
     time.sleep(0.5)  # into the next epoch
     procs[1].send_signal(signal.SIGKILL)
