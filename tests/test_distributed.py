@@ -115,6 +115,14 @@ def _wait(procs: list[subprocess.Popen], tmp: Path, tag: str, timeout: float = 4
     return codes
 
 
+def _backed_up(meta: Path) -> int:
+    """The epoch a worker's backup holds (0: none yet, or being written this instant)."""
+    try:
+        return int(json.loads(meta.read_text()).get("epoch", 0))
+    except (OSError, ValueError):
+        return 0
+
+
 def _listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
@@ -156,7 +164,7 @@ def test_a_worker_killed_mid_epoch_resumes_from_its_backup(tmp_path):
     meta = backup / "ft" / "worker-1" / "training_metadata.json"
     deadline = time.time() + 300
     while time.time() < deadline and procs[1].poll() is None:
-        if meta.is_file() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 2:
+        if _backed_up(meta) >= 2:
             break
         time.sleep(0.2)
     else:
@@ -167,7 +175,7 @@ def test_a_worker_killed_mid_epoch_resumes_from_its_backup(tmp_path):
     procs[1].send_signal(signal.SIGKILL)
     chief_code = _wait(procs[:1], tmp_path, "first", timeout=180)[0]
     procs[1].wait()
-    backed_up = json.loads(meta.read_text())["epoch"]
+    backed_up = _backed_up(meta)
     assert chief_code != 0
     assert "start every worker again with the same command" in (tmp_path / "first-0.log").read_text()
     failed = runs.get_run(runs_dir / "ft")
