@@ -530,6 +530,15 @@ def _loader(image_size: int, augment: Augment | None, seed: int,
     return load
 
 
+def _readable(*element: Any) -> Any:
+    """An element of :func:`make_dataset`'s stream whose image decoded (its last field, ``ok``)."""
+    return element[-1]
+
+
+def _without_ok(*element: Any) -> tuple[Any, ...]:
+    return element[:-1]
+
+
 def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int = 32, *, shuffle: bool = False,
                  augment: Augment | None = None, seed: int = 0, repeat: bool = False,
                  bad_files: list[tuple[str, str]] | None = None,
@@ -564,10 +573,14 @@ def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int = 32, *, 
     if repeat:
         ds = ds.repeat()
     ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
-    ds = ds.filter(lambda *e: e[-1]).map(lambda *e: e[:-1]).batch(batch_size)
+    ds = ds.filter(_readable).map(_without_ok).batch(batch_size)
     if augment is not None and augment.mixup > 0:
         mix = _mixer(float(augment.mixup), seed + shard_index)
-        ds = ds.map((lambda x, y, w: (*mix(x, y), w)) if weighted else mix)
+
+        def mix_weighted(images: Any, labels: Any, weights: Any) -> tuple[Any, Any, Any]:
+            return (*mix(images, labels), weights)
+
+        ds = ds.map(mix_weighted if weighted else mix)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
