@@ -228,17 +228,11 @@ SERVED_FILES = ("model.keras", "calibration.json", "config.json")
 mirror averaging. The cached detector (and every cached verdict) is keyed by all of them."""
 
 
-def _stamp(path: Path) -> tuple[int, int]:
-    try:
-        st_ = path.stat()
-        return st_.st_mtime_ns, st_.st_size
-    except OSError:
-        return 0, -1
-
-
 def run_key(run: Any) -> tuple[Any, ...]:
     """(run folder, (mtime, size) of each of :data:`SERVED_FILES`): changes whenever served P(fake) can."""
-    return (str(run.path), *(_stamp(Path(run.path) / name) for name in SERVED_FILES))
+    from dfd import runs
+
+    return (str(run.path), *(runs.file_stamp(Path(run.path) / name) for name in SERVED_FILES))
 
 
 # ----------------------------------------------------------------------------------------------------------

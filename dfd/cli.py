@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from dfd import __version__
+from dfd.quiet import fds_to_devnull
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -85,15 +86,8 @@ def _import_tensorflow_quietly() -> None:
     """
     if "tensorflow" in sys.modules or not _QUIET["tensorflow"]:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with fds_to_devnull(2):
+        import tensorflow  # noqa: F401
 
 
 @contextlib.contextmanager
@@ -106,21 +100,10 @@ def _quiet_output():
     if not _QUIET["tensorflow"]:
         yield
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    try:
-        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
-            os.dup2(null.fileno(), 1)
-            os.dup2(null.fileno(), 2)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
+    with fds_to_devnull(1, 2), open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+            contextlib.redirect_stderr(null), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _existing(path: str, what: str = "folder") -> Path:

@@ -557,7 +557,7 @@ class Run:
         return self._band()[1]
 
     def _band(self) -> tuple[tuple[float, float] | None, str | None]:
-        stamp = tuple(_stamp_of(self.path / f) for f in ("calibration.json", "predictions.csv"))
+        stamp = tuple(file_stamp(self.path / f) for f in ("calibration.json", "predictions.csv"))
         if self._band_cache is not None and self._band_cache[0] == stamp:
             return self._band_cache[1]
         cal = self.calibration()
@@ -681,7 +681,8 @@ class Run:
         }
 
 
-def _stamp_of(path: Path) -> tuple[int, int]:
+def file_stamp(path: Path) -> tuple[int, int]:
+    """(mtime in ns, size) of a file, (0, -1) when it is missing: changes whenever the file is rewritten."""
     try:
         st = path.stat()
         return st.st_mtime_ns, st.st_size

@@ -26,13 +26,14 @@ import logging
 import os
 import pickle
 import socket
-import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dfd.quiet import fds_to_devnull
 
 INSTALL_HINT = 'pip install ".[scale]"'
 DEFAULT_ACTORS = 2
@@ -74,23 +75,6 @@ def _reachable(address: str) -> None:
                          "on the head node, or leave out --address to run Ray on this machine") from exc
 
 
-@contextlib.contextmanager
-def _stderr_off(off: bool) -> Iterator[None]:
-    """File descriptor 2 pointed at /dev/null while Ray's C++ core starts (its log lines bypass Python)."""
-    if not off:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def start(address: str | None = None, quiet: bool = True) -> bool:
     """Start Ray in this process (``address`` None: every core of this machine, no dashboard, no usage report)
     or join the cluster at ``address`` (HOST:PORT or "auto"). ``quiet``: Ray's own log lines (C++ and Python)
@@ -106,12 +90,12 @@ def start(address: str | None = None, quiet: bool = True) -> bool:
     if address:
         _reachable(address)
         try:
-            with _stderr_off(quiet):
+            with fds_to_devnull(2) if quiet else contextlib.nullcontext():
                 ray.init(address=address, **logs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ScaleError(f"cannot join the Ray cluster at {address}: {' '.join(str(exc).split())[:300]}") from exc
     else:
-        with _stderr_off(quiet):  # Ray's C++ core says at start that it read RAY_BACKEND_LOG_LEVEL
+        with fds_to_devnull(2) if quiet else contextlib.nullcontext():  # Ray's C++ core says at start that it read RAY_BACKEND_LOG_LEVEL
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **logs)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False

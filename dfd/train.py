@@ -670,14 +670,13 @@ def train(config: TrainConfig | dict[str, Any], *, progress: Progress | None = N
 
 def _train_worker(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, val_df: pd.DataFrame,
                   frame: pd.DataFrame, backup: Path, progress: Progress | None,
-                  stop_event: threading.Event | None, strategy: Any) -> str:
+                  stop_event: threading.Event | None, strategy: Any) -> None:
     """A non-chief worker's share of a multi-worker run: the same fit (its checkpoints go to a temporary
-    folder, deleted at the end: only the chief writes the run); returns the status its fit ended with."""
+    folder, deleted at the end: only the chief writes the run)."""
     scratch = Path(tempfile.mkdtemp(prefix="dfd-worker-"))
     try:
-        status, _ = _fit_and_predict(cfg, image_size, train_df, val_df, frame, scratch, {}, [], progress,
-                                     stop_event, strategy, backup=backup, chief=False)
-        return status
+        _fit_and_predict(cfg, image_size, train_df, val_df, frame, scratch, {}, [], progress, stop_event,
+                         strategy, backup=backup, chief=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

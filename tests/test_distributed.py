@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -47,6 +48,30 @@ def test_backups_stay_out_of_runs_and_models(tmp_path, monkeypatch):
     monkeypatch.setenv(distributed.BACKUP_ENV, str(tmp_path))
     assert distributed.backup_dir("exp", worker) == tmp_path / "exp" / "worker-1"
     assert distributed.backup_dir("exp", worker, tmp_path / "b") == tmp_path / "b" / "exp" / "worker-1"
+
+
+def test_workers_read_disjoint_shards_of_each_epochs_shuffled_file_list(faces140k):
+    """make_dataset's shard, each worker in its own process as in a cluster: with the same seed, two workers take
+    every other file of the same shuffle, so each epoch's files are split between them, none read twice, and the
+    split changes from epoch to epoch."""
+    paths = [str(p) for p in sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[:24]]
+    code = textwrap.dedent("""
+        import json, sys
+        import pandas as pd
+        from dfd.data import make_dataset
+        paths, index = json.loads(sys.argv[1]), int(sys.argv[2])
+        frame = pd.DataFrame({"path": paths, "label": range(len(paths))})  # a label names a file
+        ds = make_dataset(frame, 32, 4, shuffle=True, seed=3, shard=(2, index))
+        print(json.dumps([sorted(int(x) for _, y in ds for x in y.numpy()) for _epoch in range(2)]))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = [subprocess.run([sys.executable, "-c", code, json.dumps(paths), str(i)], capture_output=True, text=True,
+                          env=env, timeout=120) for i in (0, 1)]
+    assert all(o.returncode == 0 for o in out), [o.stderr[-2000:] for o in out]
+    first, second = (json.loads(o.stdout.strip().splitlines()[-1]) for o in out)
+    for a, b in zip(first, second, strict=True):
+        assert len(a) == len(b) == 12 and not set(a) & set(b) and set(a) | set(b) == set(range(24)), (a, b)
+    assert first[0] != first[1], "each epoch is shuffled again before it is split"
 
 
 def test_a_multiworker_runs_settings_train_on_one_machine():
