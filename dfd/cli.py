@@ -226,6 +226,8 @@ TRAIN_HELP: dict[str, str] = {
                "'null' for none",
     "class_weight": "weight classes inversely to their frequency",
     "balance_datasets": "oversample smaller datasets so that each dataset is seen as often per epoch",
+    "dataset_weights": "after balancing, repeat each named dataset's training images this many times an epoch, "
+                       "as JSON, e.g. '{\"faces-140k-mini\": 2.5}' (fractions: a seeded share of them once more)",
     "patience": "epochs without improvement before early stopping (0: never stop early)",
     "monitor": "metric for early stopping and the best checkpoint: val_loss, val_auc or val_accuracy",
     "val_frac": "validation fraction, for datasets without a split",

@@ -69,6 +69,7 @@ class TrainConfig:
     class_weight: bool = True
     balance_datasets: bool = False          # oversample smaller datasets so each is seen equally per epoch
     balance_classes: bool = False           # within each dataset, oversample the smaller class to the larger
+    dataset_weights: dict[str, float] | None = None  # after balancing: each named dataset's rows repeated w times
     patience: int = 3                       # epochs without improvement before early stopping; 0: never
     monitor: str = "val_loss"               # val_loss (min) or val_auc / val_accuracy (max)
     val_frac: float = 0.15                  # only for datasets without a split
@@ -434,6 +435,21 @@ def balance_datasets(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def weight_datasets(frame: pd.DataFrame, weights: dict[str, float] | None, seed: int = 0) -> pd.DataFrame:
+    """``frame`` with each dataset named in ``weights`` repeated w times (whole copies, then a seeded sample
+    without replacement for the fraction: 2.5 is two copies and half of the rows once more); other datasets
+    once. Gives a dataset that is hard, or small, more steps an epoch without the others losing any."""
+    if not weights or "dataset" not in frame:
+        return frame
+    rng = np.random.default_rng(seed)
+    parts = []
+    for name, group in frame.groupby("dataset", sort=True):
+        whole, frac = divmod(float(weights.get(str(name), 1.0)), 1.0)
+        rest = int(round(frac * len(group)))
+        parts += [group] * int(whole) + [group.iloc[np.sort(rng.choice(len(group), rest, replace=False))]]
+    return pd.concat(parts, ignore_index=True)
+
+
 def balance_classes(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """``frame`` with, within each dataset, the smaller class's rows repeated up to the larger class's count
     (whole copies, then a seeded sample without replacement). Global class weights cannot do this when datasets
@@ -520,6 +536,15 @@ def _checked(config: TrainConfig | dict[str, Any]) -> tuple[TrainConfig, int, An
                              f"{', '.join(sorted(frame['dataset'].unique()))})")
         frame = frame[~(frame["dataset"].isin(cfg.reals_only) & (frame["label"] == 1)
                         & frame["split"].isin(["train", "val"]))]
+    if cfg.dataset_weights:
+        unknown = sorted(set(cfg.dataset_weights) - set(frame["dataset"]))
+        if unknown:
+            raise TrainError(f"dataset_weights names dataset(s) {', '.join(unknown)} not among the training data "
+                             f"(it has: {', '.join(sorted(frame['dataset'].unique()))})")
+        bad = [k for k, w in cfg.dataset_weights.items() if isinstance(w, bool) or not isinstance(w, (int, float))
+               or not w > 0]
+        if bad:
+            raise TrainError(f"dataset_weights must be positive numbers (not for {', '.join(bad)})")
     frame = limit_split(frame, cfg.limit, cfg.seed)
     train_df = frame[frame["split"] == "train"].reset_index(drop=True)
     val_df = frame[frame["split"] == "val"].reset_index(drop=True)
@@ -766,7 +791,8 @@ def _fit_and_predict(cfg: TrainConfig, image_size: int, train_df: pd.DataFrame, 
         train_df = balance_classes(train_df, cfg.seed)
     if cfg.balance_datasets:
         train_df = balance_datasets(train_df, cfg.seed)
-    if cfg.balance_classes or cfg.balance_datasets:
+    train_df = weight_datasets(train_df, cfg.dataset_weights, cfg.seed)
+    if cfg.balance_classes or cfg.balance_datasets or cfg.dataset_weights:
         record["balanced_train_images"] = len(train_df)
     replicas = int(strat.num_replicas_in_sync)
     steps = math.ceil(len(train_df) / cfg.batch_size)

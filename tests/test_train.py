@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -379,6 +380,33 @@ def test_balance_datasets_repeats_the_smaller_dataset_up_to_the_larger():
     assert out.loc[out["dataset"] == "big", "path"].tolist() == frame["path"][:7].tolist()
     assert balance_datasets(frame, seed=0).equals(out)  # deterministic for a seed
     assert balance_datasets(frame[frame["dataset"] == "big"], seed=0).equals(frame[frame["dataset"] == "big"])
+
+
+def test_weight_datasets_repeats_a_named_dataset_by_its_weight():
+    from dfd.train import weight_datasets
+
+    frame = pd.DataFrame({"path": [f"a{i}" for i in range(4)] + [f"b{i}" for i in range(6)],
+                          "dataset": ["a"] * 4 + ["b"] * 6, "label": [0, 1] * 5})
+    out = weight_datasets(frame, {"b": 2.5}, seed=0)
+    assert out["dataset"].value_counts().to_dict() == {"a": 4, "b": 15}  # a once; b twice and half once more
+    b = out.loc[out["dataset"] == "b", "path"].value_counts()
+    assert sorted(b.tolist()) == [2, 2, 2, 3, 3, 3] and set(b.index) == set(frame["path"][4:])
+    assert out.loc[out["dataset"] == "a", "path"].tolist() == frame["path"][:4].tolist()
+    assert weight_datasets(frame, {"b": 2.5}, seed=0).equals(out)  # deterministic for a seed
+    assert weight_datasets(frame, {"a": 0.5}, seed=0)["dataset"].value_counts().to_dict() == {"a": 2, "b": 6}
+    assert weight_datasets(frame, None).equals(frame)
+
+
+@pytest.mark.parametrize("weights, message", [({"nope": 2}, "nope not among the training data"),
+                                               ({"faces-140k-mini": 0}, "positive numbers (not for faces-140k-mini)"),
+                                               ({"faces-140k-mini": "2"}, "positive numbers")])
+def test_bad_dataset_weights_are_refused_before_training(weights, message):
+    from dfd.train import preflight
+
+    cfg = TrainConfig(data=str(need(SHARED_DATA)), architecture="small_cnn", dataset_weights=weights,
+                      limit=20)
+    with pytest.raises(TrainError, match=re.escape(message)):
+        preflight(cfg)
 
 
 def test_backbone_learns_at_its_own_rate():
