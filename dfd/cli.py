@@ -714,6 +714,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             for f in files:
                 results.append(detector.analyse(f, name=str(f), threshold=threshold, find_faces=not args.whole_image))
                 bar.update(1)
+        except KeyboardInterrupt:  # Ctrl-C: what was judged is kept, in the CSV when one was asked for
+            bar.close()
+            if args.csv and args.csv != "-" and results:
+                _write_csv(detect.results_table(results, threshold, detector.band_at(threshold), run=detector.name,
+                                                engine=detector.engine), args.csv)
+                print(f"dfd predict: interrupted after {len(results)} of {len(files)} image(s); {args.csv} holds "
+                      f"the {len(results)} judged", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            raise
         finally:
             bar.close()
         band = detector.band_at(threshold)

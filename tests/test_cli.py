@@ -421,3 +421,60 @@ def test_runs_keeps_a_killed_run_as_interrupted(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "kept killed" in proc.stderr and "killed" in proc.stdout and "interrupted" in proc.stdout
     assert not stale.exists() and (tmp_path / "killed" / "status.json").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_predict_keeps_what_was_judged_in_the_csv(lfw: Path, tmp_path: Path) -> None:
+    """Ctrl-C part-way through a folder: exit 130, one line, no traceback, and the CSV holds every image judged
+    so far (a terminal on stderr, so the progress bar shows how far it got)."""
+    import fcntl
+    import pty
+    import signal
+    import struct
+    import termios
+    import threading
+    import time
+
+    folder = lfw / "Dataset" / "Train"
+    images = sorted(folder.rglob("*.jpg"))
+    assert len(images) >= 2000
+    out_csv = tmp_path / "partial.csv"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal 160 columns wide
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dfd", "predict", str(folder), "--csv", str(out_csv)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=slave, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal has it
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def read_terminal() -> None:  # always drained, so the process never blocks writing to it
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # closed once the process has exited
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 300
+    while not re.search(rb"predict:\s+\d+%.*?\b([2-9]\d|\d{3,})/\d+", b"".join(chunks[-20:])):  # >= 20 judged
+        assert time.monotonic() < deadline and proc.poll() is None, b"".join(chunks)[-500:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    reader.join(timeout=10)
+    os.close(master)
+    seen = b"".join(chunks)
+    err = seen.decode(errors="replace")
+    assert proc.returncode == 130, (out, err[-800:])
+    assert "Traceback" not in err
+    done = re.search(r"interrupted after (\d+) of (\d+) image\(s\); \S*partial\.csv holds the \1 judged", err)
+    assert done, err[-800:]
+    assert int(done.group(1)) >= 20 and int(done.group(2)) == len(images) > int(done.group(1))
+    table = pd.read_csv(out_csv)
+    assert table["file"].nunique() == int(done.group(1)), table.head()
+    assert table["p_fake"].dropna().between(0, 1).all() and set(table["verdict"]) <= {"fake", "real", "inconclusive"}
