@@ -160,6 +160,8 @@ def compare(run_refs: list[runs.Run | str | Path], split: str = "test") -> pd.Da
             trained += f" (without {', '.join(cfg['exclude_generators'])})"
         if cfg.get("reals_only"):
             trained += f" ({', '.join(cfg['reals_only'])}: reals only)"
+        if cfg.get("dataset_weights"):
+            trained += f" ({', '.join(f'{k} x{v:g}' for k, v in cfg['dataset_weights'].items())} an epoch)"
         notes = (["ImageNet"] if cfg.get("pretrained") else []) + [
             f"{k} {v}" for k, v in (cfg.get("arch_kwargs") or {}).items()]
         if cfg.get("teacher_runs"):
