@@ -162,14 +162,15 @@ NEAR_THRESHOLD = "near the threshold"
 FLIPS = "flips when re-saved"
 RESAVE_WINDOW = 0.5
 """Faces whose P(fake) lies within this many logits of the threshold (or inside the band) are judged again
-after a light re-save (:data:`RESAVES`); a verdict that flips is inconclusive. Measured on the shipped
-default's val and test images: 4% of faces flip under one re-save or the other, some as far as 4.8 logits
+after a light re-save (:data:`RESAVES`); a verdict that flips is inconclusive. Measured on the val and test
+images of an earlier default (lh-v256-tb12-rr-kd): 4% of faces flip under one re-save or the other, some as far as 4.8 logits
 from the threshold, but a flip does not mark a wrong verdict more often than nearness to the threshold does
 (none of the flips beyond 2 logits was wrong), and each face checked costs two more model inputs (22 ms each
-here). So only near-threshold faces are checked: on the default's test images (bench/inconclusive.py) 4.7% of
-faces, 1.04x the median time per image; the share decided goes from 0.913 / 0.986 / 0.972 / 1.000 (band alone)
-to 0.900 / 0.978 / 0.957 / 1.000 (faces-140k-mini, lfw-faceswap, modern-faces-128, real-and-fake-face), and
-checking every face would take it to 0.883 / 0.952 / 0.942 / 0.997."""
+here). So only near-threshold faces are checked: on the default's test images (bench/inconclusive.py) 4.0% of
+faces, 1.01x the median time per image; the share decided goes from 0.933 / 0.984 / 0.958 / 1.000 / 0.992 (band
+alone) to 0.910 / 0.976 / 0.943 / 1.000 / 0.990 (faces-140k-mini, lfw-faceswap, modern-faces-128,
+real-and-fake-face, web-faces-256), and checking every face would take it to 0.907 / 0.920 / 0.935 / 0.997 /
+0.990."""
 Band = tuple[float, float]
 """An inconclusive band [lo, hi) on P(fake): below lo real, at or above hi fake, in between inconclusive."""
 
