@@ -100,12 +100,13 @@ results = [cache[ident] for ident in idents]
 cams: dict = st.session_state.setdefault("det_cams", {})
 
 band = detector.band_at(threshold)
-table = detect.results_table(results, threshold, band, run=run.name, engine=detector.engine)
+sizes = run.sizes()  # the run's size sweep: which face sizes it judges less well
+table = detect.results_table(results, threshold, band, run=run.name, engine=detector.engine, sizes=sizes)
 n_err = sum(r.error is not None for r in results)
 judged = table[table["verdict"] != "error"]
 m1, m2, m3, m4, m5 = st.columns(5)
 m1.metric("Images", len(results))
-m2.metric("Faces judged", int((judged["note"] == "").sum()))
+m2.metric("Faces judged", sum(len(r.faces) for r in results if r.error is None and not r.whole_image))
 m3.metric("Judged fake", int((judged["verdict"] == "fake").sum()))
 m4.metric("Inconclusive", int((judged["verdict"] == detect.INCONCLUSIVE).sum()),
           help="P(fake) inside the run's band around the threshold, or a verdict a light re-save (JPEG q85, "
@@ -156,6 +157,9 @@ for j in shown:
                     (st.error if v == "fake" else st.success)(text)
                 crop = detect.cut(r.image, face.crop)
                 what = detect.region_text(r, face, i)
+                small = detect.small_face_note(sizes, min(face.crop[2], face.crop[3]))
+                if small:
+                    st.info(small, icon=":material/zoom_out:")
                 toward = detect.verdict(face.p_fake, threshold)  # an inconclusive face: its plain verdict
                 if show_cam and (idents[j], i, toward) not in cams:
                     try:

@@ -718,7 +718,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             bar.close()
             if args.csv and args.csv != "-" and results:
                 _write_csv(detect.results_table(results, threshold, detector.band_at(threshold), run=detector.name,
-                                                engine=detector.engine), args.csv)
+                                                engine=detector.engine, sizes=run.sizes()), args.csv)
                 print(f"dfd predict: interrupted after {len(results)} of {len(files)} image(s); {args.csv} holds "
                       f"the {len(results)} judged", file=sys.stderr)
                 return EXIT_INTERRUPTED
@@ -729,7 +729,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if clips:
             return _predict_clips(args, detector, threshold, band, clips, results, passed)
         run_name, engine = detector.name, detector.engine
-    table = detect.results_table(results, threshold, band, run=run_name, engine=engine)
+    table = detect.results_table(results, threshold, band, run=run_name, engine=engine, sizes=run.sizes())
     if args.csv:
         _write_csv(table, args.csv)
     if args.csv != "-":  # the table is shown unless the CSV goes to stdout

@@ -805,6 +805,33 @@ def draw(result: ImageResult, threshold: float, max_side: int = 900, min_side: i
     return canvas
 
 
+SMALL_FACE_DROP = 0.04
+"""A face smaller than the sizes a run was checked at is flagged where the run's own size sweep (sizes.csv) shows
+a dataset's test accuracy at least this far below its native accuracy at that size (issue 21's bar)."""
+
+
+def small_face_note(sizes: pd.DataFrame, side: int) -> str:
+    """What the run's size sweep (:meth:`dfd.runs.Run.sizes`) says of a face judged from a ``side``-px crop: at
+    the smallest swept size at or above ``side`` (the face was at most that big), each dataset the run learned
+    whose test accuracy there is :data:`SMALL_FACE_DROP` or more below its accuracy at native size; "" when none
+    is, the face is larger than every swept size, or the run has no sweep."""
+    if sizes is None or sizes.empty or side <= 0:
+        return ""
+    acc = sizes[(sizes["group"] == "all") & (sizes["measure"] == "accuracy") & (sizes["domain"] == "in-domain")]
+    swept = sorted(int(s) for s in acc["size"].unique() if int(s) > 0)
+    at = next((s for s in swept if s >= side), None)
+    if at is None:
+        return ""
+    rate = acc.set_index(["dataset", "size"])["rate"]
+    worse = [(d, rate[(d, at)], rate[(d, 0)]) for d in sorted(acc["dataset"].unique())
+             if (d, at) in rate and (d, 0) in rate and rate[(d, at)] <= rate[(d, 0)] - SMALL_FACE_DROP]
+    if not worse:
+        return ""
+    what = ", ".join(f"on {d} from {n:.3f} (native size) to {a:.3f}" for d, a, n in worse)
+    return (f"Small face ({side} px across): with its test images brought to {at} px, this run's accuracy drops "
+            f"{what}. Take this verdict as weaker evidence than one on a larger face.")
+
+
 def region_text(result: ImageResult, face: FaceResult, index: int) -> str:
     """Which region was judged for face ``index`` (0-based), in words, as drawn by :func:`draw`."""
     if result.image is None:
@@ -830,11 +857,12 @@ def _xywh(r: tuple[int, int, int, int]) -> str:
 
 
 def results_table(results: Sequence[ImageResult], threshold: float, band: Band | None = None, *,
-                  run: str | None = None, engine: str | None = None) -> pd.DataFrame:
+                  run: str | None = None, engine: str | None = None, sizes: pd.DataFrame | None = None
+                  ) -> pd.DataFrame:
     """One row per judged face (or per unreadable file), a record to keep: file, face (number, Int64: empty
     for an unreadable file), p_fake, verdict (fake, real, inconclusive or error), why (an inconclusive
-    verdict's reason), region (the region judged), box (the face as found), note (the error, or why the whole
-    image was judged), and what judged it: run, threshold, band ("lo-hi", "" for none), engine, dfd_version."""
+    verdict's reason), region (the region judged), box (the face as found), note (the error, why the whole
+    image was judged, and with the run's ``sizes`` sweep :func:`small_face_note`), and what judged it: run, threshold, band ("lo-hi", "" for none), engine, dfd_version."""
     from dfd import __version__
 
     common = {"run": run or "", "threshold": float(threshold),
@@ -850,8 +878,10 @@ def results_table(results: Sequence[ImageResult], threshold: float, band: Band |
                 else "face finding off: whole image judged")
         for i, f in enumerate(r.faces):
             v, why = judge(f.p_fake, threshold, band, f.resaved)
+            small = small_face_note(sizes, min(f.crop[2], f.crop[3])) if sizes is not None else ""
             rows.append({"file": r.name, "face": i + 1, "p_fake": float(f.p_fake), "verdict": v, "why": why,
-                         "region": _xywh(f.crop), "box": "" if r.whole_image else _xywh(f.box), "note": note,
+                         "region": _xywh(f.crop), "box": "" if r.whole_image else _xywh(f.box),
+                         "note": "; ".join(n for n in (note, small) if n),
                          **common})
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table["face"] = table["face"].astype("Int64")

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA, need
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -688,8 +690,6 @@ def test_the_shipped_default_preset_reproduces_its_config(tmp_path, monkeypatch)
     offers (1 epoch, a few images), the new run's config.json equals the default's on every other setting."""
     from dataclasses import fields
 
-    from conftest import SHARED_DATA
-
     from dfd import train
 
     runs_dir = tmp_path / "runs"
@@ -1052,3 +1052,29 @@ def test_evaluation_draws_the_decided_share_against_accuracy_with_the_runs_band(
     assert learned["share decided"] == f"{11 / 12:.3f}" and learned["accuracy (decided)"] == "1.000"
     assert any("Diamonds: the run's band, P(fake) 0.250 to 0.500 inconclusive (calibration.json" in c.value
                for c in at.caption)
+
+
+def test_detect_page_flags_a_small_face_with_the_runs_own_size_sweep(tmp_path, monkeypatch):
+    """A face judged from a small crop gets the shipped default's size-sweep figures for that size (sizes.csv);
+    the same face large gets none."""
+    import cv2
+
+    from dfd import detect, runs
+
+    web = need(SHARED_DATA / "web-faces-256")
+    src = cv2.imread(str(sorted((web / "real-vs-fake" / "test" / "fake").rglob("*.jpg"))[0]))
+    small = cv2.imencode(".jpg", cv2.resize(src, (100, 100), interpolation=cv2.INTER_AREA))[1].tobytes()
+    large = cv2.imencode(".jpg", cv2.resize(src, (640, 640), interpolation=cv2.INTER_CUBIC))[1].tobytes()
+    at = _app(tmp_path / "runs", monkeypatch, shipped=True)
+    at.sidebar.selectbox(key="run_name").set_value("default").run()
+    at = _open(at, "detect")
+    table = _detect(at, [("small.jpg", small, "image/jpeg"), ("large.jpg", large, "image/jpeg")])
+    assert set(table["file"]) == {"small.jpg", "large.jpg"}
+    notes = [i.value for i in at.info if i.value.startswith("Small face")]
+    assert len(notes) == 1, [i.value for i in at.info]
+    side = int(re.search(r"Small face \((\d+) px across\)", notes[0]).group(1))
+    assert side <= 100
+    assert notes[0] == detect.small_face_note(runs.get_run("default").sizes(), side)
+    assert "on lfw-faceswap from " in notes[0]  # the one dataset the default judges much worse at this size
+    rows = table.set_index("file")["note"]
+    assert notes[0] in rows["small.jpg"] and "Small face" not in rows["large.jpg"]  # the table says it too

@@ -478,3 +478,24 @@ def test_ctrl_c_in_predict_keeps_what_was_judged_in_the_csv(lfw: Path, tmp_path:
     table = pd.read_csv(out_csv)
     assert table["file"].nunique() == int(done.group(1)), table.head()
     assert table["p_fake"].dropna().between(0, 1).all() and set(table["verdict"]) <= {"fake", "real", "inconclusive"}
+
+
+def test_predict_notes_a_small_face_in_the_csv(tmp_path: Path) -> None:
+    """A face judged from a small crop: the CSV's note quotes the run's size sweep (dfd.detect.small_face_note);
+    the same face large gets no such note."""
+    import cv2
+    from conftest import SHARED_DATA, need
+
+    from dfd import detect, runs
+
+    web = need(SHARED_DATA / "web-faces-256")
+    src = cv2.imread(str(sorted((web / "real-vs-fake" / "test" / "real").rglob("*.jpg"))[0]))
+    cv2.imwrite(str(tmp_path / "small.jpg"), cv2.resize(src, (90, 90), interpolation=cv2.INTER_AREA))
+    cv2.imwrite(str(tmp_path / "large.jpg"), cv2.resize(src, (600, 600), interpolation=cv2.INTER_CUBIC))
+    proc = dfd("predict", tmp_path / "small.jpg", tmp_path / "large.jpg", "--csv", tmp_path / "out.csv")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "out.csv", keep_default_na=False).set_index("file")
+    small, large = table.loc[str(tmp_path / "small.jpg"), "note"], table.loc[str(tmp_path / "large.jpg"), "note"]
+    side = int(re.search(r"Small face \((\d+) px across\)", small).group(1))
+    assert side <= 90 and detect.small_face_note(runs.get_run("default").sizes(), side) in small
+    assert "Small face" not in large

@@ -442,3 +442,26 @@ def test_trained_on_sentences_name_each_dataset_once_and_tell_reals_only_apart()
                             config={"reals_only": ["real-and-fake-face"]})
     assert detect.trained_on_short(mixed) == "faces-140k-mini, and only the real photos of real-and-fake-face"
     assert detect.trained_on_short(demo) == "demo-v1"
+
+
+def test_small_face_note_quotes_the_runs_size_sweep():
+    """Which sizes get a note, and the figures in it, come from the run's sizes.csv rows."""
+    from dfd import runs
+
+    sizes = runs.get_run("default").sizes()
+    acc = sizes[(sizes["group"] == "all") & (sizes["measure"] == "accuracy") & (sizes["domain"] == "in-domain")]
+    rate = acc.set_index(["dataset", "size"])["rate"]
+    swept = sorted(int(s) for s in acc["size"].unique() if s > 0)
+    for side in (60, 96, 97, 128, 150, 192, 193, 256, 300, 512, 513, 1000):
+        at = next((s for s in swept if s >= side), None)
+        dropped = [] if at is None else [d for d in sorted(acc["dataset"].unique())
+                                         if rate[(d, at)] <= rate[(d, 0)] - detect.SMALL_FACE_DROP]
+        note = detect.small_face_note(sizes, side)
+        assert bool(note) == bool(dropped), (side, note)
+        for d in dropped:
+            assert f"on {d} from {rate[(d, 0)]:.3f} (native size) to {rate[(d, at)]:.3f}" in note
+        if note:
+            assert note.startswith(f"Small face ({side} px across): with its test images brought to {at} px")
+    assert detect.small_face_note(sizes, 120)  # the default judges face swaps at 128 px much worse (card)
+    assert not detect.small_face_note(sizes, 256) and not detect.small_face_note(sizes, 2000)
+    assert detect.small_face_note(sizes.iloc[0:0], 50) == ""

@@ -117,7 +117,7 @@ def test_a_model_actor_killed_mid_run_still_gives_every_row_once(ray_local, mani
     threshold = float(local["threshold"].iloc[0])
     run = runs.get_run("default")  # the table as predict makes it: the run's band moved to the threshold
     table = detect.results_table(results, threshold, band_at(run.band, run.threshold, threshold), run=run.name,
-                                 engine=engine)
+                                 engine=engine, sizes=run.sizes())
     assert [r.name for r in results] == [str(f) for f in files]
     assert_same_rows(_rows(table), local)
 
