@@ -48,7 +48,7 @@ def show(clips: list[tuple[str, bytes]], detector: Any, run_key: Any, threshold:
         _result(result, ident, detector, threshold, band, show_cam)
         done.append(result)
     if done:
-        table = video.tracks_table(done, threshold, band, run=getattr(detector, "name", ""))
+        table = video.tracks_table(done, threshold, band, run=getattr(detector, "name", ""), sizes=_sizes(detector))
         st.download_button("Download the clips' face tracks (CSV)", table.to_csv(index=False).encode(),
                            "dfd_video_tracks.csv", "text/csv", icon=":material/download:", key="vid_csv",
                            help="One row per face track: first and last time, frames, median P(fake), share over "
@@ -103,6 +103,9 @@ def _result(result: video.ClipResult, ident: Any, detector: Any, threshold: floa
                 st.success(text)
             else:
                 st.warning(text, icon=":material/help:")
+            small = detect.small_face_note(_sizes(detector), t.side)
+            if small:
+                st.info(small, icon=":material/zoom_out:")
         if t.strongest is None:
             continue
         caption = f"highest P(fake) {detect.p_text(strongest.p_fake)} at {strongest.time:.1f} s"
@@ -118,6 +121,12 @@ def _result(result: video.ClipResult, ident: Any, detector: Any, threshold: floa
             b.image(cams[key], caption=f"Grad-CAM: evidence for '{toward}'", width="stretch")
         else:
             crop.image(t.strongest, caption=caption, width=128)
+
+
+def _sizes(detector: Any) -> Any:
+    """The detector's run's size sweep (empty without a run)."""
+    run = getattr(detector, "run", None)
+    return run.sizes() if run is not None else None
 
 
 def _chart(result: video.ClipResult, tracks: list[video.Track], threshold: float, band: Any) -> go.Figure:

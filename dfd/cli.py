@@ -789,7 +789,8 @@ def _predict_clips(args: argparse.Namespace, detector: Any, threshold: float, ba
         if r.error is not None:
             print(f"could not judge {f}: {r.error}", file=sys.stderr)
         results.append(r)
-    table = video.tracks_table(results, threshold, band, run=detector.name, images=images)
+    table = video.tracks_table(results, threshold, band, run=detector.name, images=images,
+                               sizes=detector.run.sizes() if detector.run is not None else None)
     if args.csv:
         _write_csv(table, args.csv)
     if args.frames_csv:

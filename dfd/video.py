@@ -13,8 +13,8 @@ one every 5 s). Frames are decoded in order and only the sampled ones are conver
 held at a time, so memory does not grow with the clip's length (bench/video_throughput.py measures it). A
 clip is refused over ``max_seconds`` (10 minutes) or ``imaging.MAX_PIXELS`` a frame.
 
-Tracks. Each sampled frame's faces are matched to the open tracks by the IoU of their face boxes (at least
-``min_iou``, greedy, best overlap first); a track may miss up to ``max_gap`` sampled frames (a face turned
+Tracks. Each sampled frame's faces are matched to the open tracks by the IoU of their face boxes, each grown
+``LINK_GROW`` times about its centre (at least ``min_iou``, greedy, best overlap first); a track may miss up to ``max_gap`` sampled frames (a face turned
 away or hidden for a moment) and go on. A face in the same place that does not look like the track's last
 one (:func:`similarity` of the face boxes under ``min_similarity``: colour histogram and coarse layout) starts a
 track of its own, so a cut to another person in the same place is mostly not joined to the first. Measured on
@@ -78,6 +78,10 @@ MAX_SAMPLES = 120
 MAX_SECONDS = 600.0
 """Clips longer than this (10 minutes) are refused."""
 MIN_IOU = 0.3
+LINK_GROW = 2.0
+"""Boxes are compared grown this many times about their centres: at 2 samples a second a small face can move
+more than half its width between samples (a 55-px face crossing a 640-px frame in 3 s: raw IoU 0.26, grown 0.55),
+and its track would break into one track a frame."""
 """A face continues a track when its box overlaps the track's last box by at least this IoU."""
 MAX_GAP = 2
 """A track goes on after missing up to this many sampled frames."""
@@ -490,6 +494,11 @@ class Track:
         return [f.p_fake for f in self.faces]
 
     @property
+    def side(self) -> int:
+        """The median side (px) of the crops judged: how large the face is in the clip."""
+        return int(np.median([min(f.crop[2], f.crop[3]) for f in self.faces])) if self.faces else 0
+
+    @property
     def median_p_fake(self) -> float:
         return float(statistics.median(self.p_fakes))
 
@@ -594,7 +603,8 @@ class _Tracker:
 
         sigs = list(signatures) if signatures is not None else [None] * len(boxes)
         live = [(tid, box, sig) for tid, (box, last, sig) in self._last.items() if sample - last - 1 <= self.max_gap]
-        pairs = sorted(((_iou(tb, b), tid, i) for tid, tb, _ in live for i, b in enumerate(boxes)), reverse=True)
+        pairs = sorted(((_iou(_grown(tb), _grown(b)), tid, i) for tid, tb, _ in live for i, b in enumerate(boxes)),
+                       reverse=True)
         last_sig = {tid: sig for tid, _, sig in live}
         owner: dict[int, int] = {}
         taken: set[int] = set()
@@ -616,6 +626,12 @@ class _Tracker:
             self._last[owner[i]] = (box, sample, sigs[i])
             out.append(self.tracks[owner[i] - 1])
         return out
+
+
+def _grown(box: Sequence[int], factor: float = LINK_GROW) -> tuple[float, float, float, float]:
+    """``box`` (x, y, w, h) scaled ``factor`` times about its centre."""
+    x, y, w, h = (float(v) for v in box)
+    return x + w / 2 - w * factor / 2, y + h / 2 - h * factor / 2, w * factor, h * factor
 
 
 def _inside(box: Sequence[int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -749,13 +765,19 @@ FRAME_COLUMNS = ["file", "track", "sample", "frame", "time_s", "p_fake", "verdic
 
 
 def tracks_table(results: Sequence[ClipResult], threshold: float, band: tuple[float, float] | None = None, *,
-                 run: str = "", images: Sequence[Any] = ()) -> pd.DataFrame:
+                 run: str = "", images: Sequence[Any] = (), sizes: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per face track (or per clip that could not be judged): file, track, first and last time (s),
     sampled frames, median P(fake), share of its frames at or over ``threshold``, verdict, note, kind ("clip"),
     and what judged it: run, threshold, band ("lo-hi", "" for none).
 
     ``images`` (:class:`dfd.detect.ImageResult`, judged in the same batch) are rows too, each face a track of
-    one frame (kind "image", no times), so one table holds a batch of clips and images."""
+    one frame (kind "image", no times), so one table holds a batch of clips and images. With the run's ``sizes``
+    sweep, a track of small faces (its median crop side) gets :func:`dfd.detect.small_face_note` in its note."""
+    from dfd.detect import small_face_note
+
+    def small(side: int) -> str:
+        return small_face_note(sizes, side) if sizes is not None else ""
+
     common = {"run": run, "threshold": float(threshold), "band": "" if band is None else f"{band[0]:.4f}-{band[1]:.4f}"}
     rows = []
     for r in results:
@@ -769,7 +791,8 @@ def tracks_table(results: Sequence[ClipResult], threshold: float, band: tuple[fl
             rows.append({"file": r.name, "track": t.id, "first_s": round(t.start, 3), "last_s": round(t.end, 3),
                          "frames": len(t.faces), "median_p_fake": round(t.median_p_fake, 4),
                          "share_over": round(t.share_over(threshold), 4), "verdict": t.verdict_at(threshold, band),
-                         "note": "; ".join(x for x in ("whole frames judged" if t.whole_frame else "", note) if x),
+                         "note": "; ".join(x for x in ("whole frames judged" if t.whole_frame else "", note,
+                                                       small(t.side)) if x),
                          "kind": "clip", **common})
     for r in images:
         if r.error is not None:
@@ -781,7 +804,8 @@ def tracks_table(results: Sequence[ClipResult], threshold: float, band: tuple[fl
             rows.append({"file": r.name, "track": i + 1, "first_s": None, "last_s": None, "frames": 1,
                          "median_p_fake": round(f.p_fake, 4), "share_over": float(f.p_fake >= threshold),
                          "verdict": f.verdict_at(threshold) if band is None else f.verdict_at(threshold, band),
-                         "note": "no face found: whole image judged" if r.whole_image else "", "kind": "image",
+                         "note": "; ".join(x for x in ("no face found: whole image judged" if r.whole_image else "",
+                                                       small(min(f.crop[2], f.crop[3]))) if x), "kind": "image",
                          **common})
     table = pd.DataFrame(rows, columns=TRACK_COLUMNS)
     table["track"] = table["track"].astype("Int64")

@@ -369,3 +369,18 @@ def test_the_detect_page_judges_a_clip_and_shows_its_tracks(clip, detector, judg
     captions = [c for el in at.get("image") for c in el.captions]
     assert any(c == "Grad-CAM: evidence for 'fake'" for c in captions), captions
     assert any(c.startswith("highest P(fake) ") for c in captions), captions
+
+
+def test_a_track_of_small_faces_carries_the_runs_size_note(detector, pair, tmp_path):
+    """A face small in the frame, crossing it (more than half its width between samples): one track, whose note
+    quotes the run's size sweep at that size (as an image's does)."""
+    segment = Segment(pair[1], 3.0, side=(0.16, 0.16))  # a face about 55 px wide in a 360-px frame
+    result = video.analyse_clip(detector, write_clip(tmp_path / "small.mp4", [segment], fps=FPS))
+    assert len(result.tracks) == 1
+    track = result.tracks[0]
+    sizes = detector.run.sizes()
+    note = detect.small_face_note(sizes, track.side)
+    assert track.side <= 128 and note.startswith(f"Small face ({track.side} px across)")
+    table = video.tracks_table([result], detector.threshold, detector.band_at(), run=detector.name, sizes=sizes)
+    assert note in table["note"].iloc[0]
+    assert video.tracks_table([result], detector.threshold, run=detector.name)["note"].iloc[0] == ""  # no sizes
