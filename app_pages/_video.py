@@ -30,6 +30,8 @@ def show(clips: list[tuple[str, bytes]], detector: Any, run_key: Any, threshold:
     idents = [(run_key, hashlib.sha1(data).hexdigest(), find_faces, name) for name, data in clips]
     for ident in [i for i in jobs if i not in idents]:  # a clip removed, or judged again another way: stop it
         jobs.pop(ident).stop()
+    run = getattr(detector, "run", None)
+    sizes = run.sizes() if run is not None else None  # the run's size sweep: which face sizes it judges less well
     done = []
     for ident, (name, data) in zip(idents, clips, strict=True):
         digest = ident[1]
@@ -45,10 +47,10 @@ def show(clips: list[tuple[str, bytes]], detector: Any, run_key: Any, threshold:
             while len(results) > KEEP_RESULTS:  # the session's memory stays bounded (oldest out)
                 results.pop(next(iter(results)))
         result = results[ident]
-        _result(result, ident, detector, threshold, band, show_cam)
+        _result(result, ident, detector, threshold, band, show_cam, sizes)
         done.append(result)
     if done:
-        table = video.tracks_table(done, threshold, band, run=getattr(detector, "name", ""), sizes=_sizes(detector))
+        table = video.tracks_table(done, threshold, band, run=getattr(detector, "name", ""), sizes=sizes)
         st.download_button("Download the clips' face tracks (CSV)", table.to_csv(index=False).encode(),
                            "dfd_video_tracks.csv", "text/csv", icon=":material/download:", key="vid_csv",
                            help="One row per face track: first and last time, frames, median P(fake), share over "
@@ -72,7 +74,8 @@ def _follow(job: video.ClipJob, digest: str) -> None:
     slot.empty()
 
 
-def _result(result: video.ClipResult, ident: Any, detector: Any, threshold: float, band: Any, show_cam: bool) -> None:
+def _result(result: video.ClipResult, ident: Any, detector: Any, threshold: float, band: Any, show_cam: bool,
+            sizes: Any) -> None:
     if result.error is not None:
         st.error(f"**{result.name}**: {result.error}", icon=":material/videocam_off:")
         return
@@ -103,7 +106,7 @@ def _result(result: video.ClipResult, ident: Any, detector: Any, threshold: floa
                 st.success(text)
             else:
                 st.warning(text, icon=":material/help:")
-            small = detect.small_face_note(_sizes(detector), t.side)
+            small = detect.small_face_note(sizes, t.side)
             if small:
                 st.info(small, icon=":material/zoom_out:")
         if t.strongest is None:
@@ -121,12 +124,6 @@ def _result(result: video.ClipResult, ident: Any, detector: Any, threshold: floa
             b.image(cams[key], caption=f"Grad-CAM: evidence for '{toward}'", width="stretch")
         else:
             crop.image(t.strongest, caption=caption, width=128)
-
-
-def _sizes(detector: Any) -> Any:
-    """The detector's run's size sweep (empty without a run)."""
-    run = getattr(detector, "run", None)
-    return run.sizes() if run is not None else None
 
 
 def _chart(result: video.ClipResult, tracks: list[video.Track], threshold: float, band: Any) -> go.Figure:

@@ -157,7 +157,7 @@ for j in shown:
                     (st.error if v == "fake" else st.success)(text)
                 crop = detect.cut(r.image, face.crop)
                 what = detect.region_text(r, face, i)
-                small = detect.small_face_note(sizes, min(face.crop[2], face.crop[3]))
+                small = detect.small_face_note(sizes, face.side)
                 if small:
                     st.info(small, icon=":material/zoom_out:")
                 toward = detect.verdict(face.p_fake, threshold)  # an inconclusive face: its plain verdict

@@ -691,6 +691,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if clips and args.csv == "-" and args.frames_csv == "-":
         raise CliError("--csv and --frames-csv cannot both write to stdout ('-')")
     run = _run(args.run, args.runs_dir)
+    sizes = run.sizes()  # the run's size sweep: the note on small faces
     from dfd import detect
 
     if args.engine == "ray":
@@ -718,7 +719,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             bar.close()
             if args.csv and args.csv != "-" and results:
                 _write_csv(detect.results_table(results, threshold, detector.band_at(threshold), run=detector.name,
-                                                engine=detector.engine, sizes=run.sizes()), args.csv)
+                                                engine=detector.engine, sizes=sizes), args.csv)
                 print(f"dfd predict: interrupted after {len(results)} of {len(files)} image(s); {args.csv} holds "
                       f"the {len(results)} judged", file=sys.stderr)
                 return EXIT_INTERRUPTED
@@ -727,9 +728,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             bar.close()
         band = detector.band_at(threshold)
         if clips:
-            return _predict_clips(args, detector, threshold, band, clips, results, passed)
+            return _predict_clips(args, detector, threshold, band, clips, results, passed, sizes)
         run_name, engine = detector.name, detector.engine
-    table = detect.results_table(results, threshold, band, run=run_name, engine=engine, sizes=run.sizes())
+    table = detect.results_table(results, threshold, band, run=run_name, engine=engine, sizes=sizes)
     if args.csv:
         _write_csv(table, args.csv)
     if args.csv != "-":  # the table is shown unless the CSV goes to stdout
@@ -766,7 +767,7 @@ def _predict_on_ray(args: argparse.Namespace, run: Any, files: Sequence[Path]) -
 
 
 def _predict_clips(args: argparse.Namespace, detector: Any, threshold: float, band: Any, clips: Sequence[Path],
-                   images: Sequence[Any], passed: Sequence[Any]) -> int:
+                   images: Sequence[Any], passed: Sequence[Any], sizes: pd.DataFrame | None = None) -> int:
     """The clips of a ``predict`` batch (dfd.video), each face track a row; images judged beside them are rows
     of one frame in the same table."""
     from dfd import detect, video
@@ -789,8 +790,7 @@ def _predict_clips(args: argparse.Namespace, detector: Any, threshold: float, ba
         if r.error is not None:
             print(f"could not judge {f}: {r.error}", file=sys.stderr)
         results.append(r)
-    table = video.tracks_table(results, threshold, band, run=detector.name, images=images,
-                               sizes=detector.run.sizes() if detector.run is not None else None)
+    table = video.tracks_table(results, threshold, band, run=detector.name, images=images, sizes=sizes)
     if args.csv:
         _write_csv(table, args.csv)
     if args.frames_csv:

@@ -163,10 +163,10 @@ FLIPS = "flips when re-saved"
 RESAVE_WINDOW = 0.5
 """Faces whose P(fake) lies within this many logits of the threshold (or inside the band) are judged again
 after a light re-save (:data:`RESAVES`); a verdict that flips is inconclusive. Measured on the val and test
-images of an earlier default (lh-v256-tb12-rr-kd): 4% of faces flip under one re-save or the other, some as far as 4.8 logits
-from the threshold, but a flip does not mark a wrong verdict more often than nearness to the threshold does
-(none of the flips beyond 2 logits was wrong), and each face checked costs two more model inputs (22 ms each
-here). So only near-threshold faces are checked: on the default's test images (bench/inconclusive.py) 4.0% of
+images of an earlier default (lh-v256-tb12-rr-kd): 4% of faces flip under one re-save or the other, some as
+far as 4.8 logits from the threshold, but a flip does not mark a wrong verdict more often than nearness to the
+threshold does (none of the flips beyond 2 logits was wrong), and each face checked costs two more model inputs
+(22 ms each here). So only near-threshold faces are checked: on the default's test images (bench/inconclusive.py) 4.0% of
 faces, 1.01x the median time per image; the share decided goes from 0.933 / 0.984 / 0.958 / 1.000 / 0.992 (band
 alone) to 0.910 / 0.976 / 0.943 / 1.000 / 0.990 (faces-140k-mini, lfw-faceswap, modern-faces-128,
 real-and-fake-face, web-faces-256), and checking every face would take it to 0.907 / 0.920 / 0.935 / 0.997 /
@@ -187,6 +187,11 @@ class FaceResult:
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)
     reason: str = ""
     resaved: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def side(self) -> int:
+        """The side (px) of the region judged, in the image: how large the face is (:func:`crop_side`)."""
+        return crop_side(self.crop)
 
     def verdict_at(self, threshold: float, band: Band | None = None) -> str:
         return judge(self.p_fake, threshold, band, self.resaved)[0]
@@ -810,7 +815,12 @@ SMALL_FACE_DROP = 0.04
 a dataset's test accuracy at least this far below its native accuracy at that size (issue 21's bar)."""
 
 
-def small_face_note(sizes: pd.DataFrame, side: int) -> str:
+def crop_side(crop: Sequence[int]) -> int:
+    """The shorter side (px) of a region (x, y, w, h) judged: the face's resolution in its image."""
+    return int(min(crop[2], crop[3]))
+
+
+def small_face_note(sizes: pd.DataFrame | None, side: int) -> str:
     """What the run's size sweep (:meth:`dfd.runs.Run.sizes`) says of a face judged from a ``side``-px crop: at
     the smallest swept size at or above ``side`` (the face was at most that big), each dataset the run learned
     whose test accuracy there is :data:`SMALL_FACE_DROP` or more below its accuracy at native size; "" when none
@@ -878,7 +888,7 @@ def results_table(results: Sequence[ImageResult], threshold: float, band: Band |
                 else "face finding off: whole image judged")
         for i, f in enumerate(r.faces):
             v, why = judge(f.p_fake, threshold, band, f.resaved)
-            small = small_face_note(sizes, min(f.crop[2], f.crop[3])) if sizes is not None else ""
+            small = small_face_note(sizes, f.side)
             rows.append({"file": r.name, "face": i + 1, "p_fake": float(f.p_fake), "verdict": v, "why": why,
                          "region": _xywh(f.crop), "box": "" if r.whole_image else _xywh(f.box),
                          "note": "; ".join(n for n in (note, small) if n),

@@ -95,7 +95,8 @@ def start(address: str | None = None, quiet: bool = True) -> bool:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ScaleError(f"cannot join the Ray cluster at {address}: {' '.join(str(exc).split())[:300]}") from exc
     else:
-        with fds_to_devnull(2) if quiet else contextlib.nullcontext():  # Ray's C++ core says at start that it read RAY_BACKEND_LOG_LEVEL
+        # Ray's C++ core says at start that it read RAY_BACKEND_LOG_LEVEL
+        with fds_to_devnull(2) if quiet else contextlib.nullcontext():
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **logs)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False

@@ -14,8 +14,8 @@ held at a time, so memory does not grow with the clip's length (bench/video_thro
 clip is refused over ``max_seconds`` (10 minutes) or ``imaging.MAX_PIXELS`` a frame.
 
 Tracks. Each sampled frame's faces are matched to the open tracks by the IoU of their face boxes, each grown
-``LINK_GROW`` times about its centre (at least ``min_iou``, greedy, best overlap first); a track may miss up to ``max_gap`` sampled frames (a face turned
-away or hidden for a moment) and go on. A face in the same place that does not look like the track's last
+``LINK_GROW`` times about its centre (at least ``min_iou``, greedy, best overlap first); a track may miss up to
+``max_gap`` sampled frames (a face turned away or hidden for a moment) and go on. A face in the same place that does not look like the track's last
 one (:func:`similarity` of the face boxes under ``min_similarity``: colour histogram and coarse layout) starts a
 track of its own, so a cut to another person in the same place is mostly not joined to the first. Measured on
 319 test faces of four shared datasets, each face's box as the finder draws it: the same face after a rotation
@@ -78,11 +78,12 @@ MAX_SAMPLES = 120
 MAX_SECONDS = 600.0
 """Clips longer than this (10 minutes) are refused."""
 MIN_IOU = 0.3
+"""A face continues a track when its box overlaps the track's last box by at least this IoU (both grown
+:data:`LINK_GROW` times)."""
 LINK_GROW = 2.0
 """Boxes are compared grown this many times about their centres: at 2 samples a second a small face can move
-more than half its width between samples (a 55-px face crossing a 640-px frame in 3 s: raw IoU 0.26, grown 0.55),
-and its track would break into one track a frame."""
-"""A face continues a track when its box overlaps the track's last box by at least this IoU."""
+more than half its width between samples (a 55-px face crossing a 640-px frame in 3 s: raw IoU 0.26, grown
+0.55), and its track would break into one track a frame."""
 MAX_GAP = 2
 """A track goes on after missing up to this many sampled frames."""
 MIN_SIMILARITY = 0.5
@@ -496,7 +497,9 @@ class Track:
     @property
     def side(self) -> int:
         """The median side (px) of the crops judged: how large the face is in the clip."""
-        return int(np.median([min(f.crop[2], f.crop[3]) for f in self.faces])) if self.faces else 0
+        from dfd.detect import crop_side
+
+        return int(np.median([crop_side(f.crop) for f in self.faces])) if self.faces else 0
 
     @property
     def median_p_fake(self) -> float:
@@ -773,10 +776,7 @@ def tracks_table(results: Sequence[ClipResult], threshold: float, band: tuple[fl
     ``images`` (:class:`dfd.detect.ImageResult`, judged in the same batch) are rows too, each face a track of
     one frame (kind "image", no times), so one table holds a batch of clips and images. With the run's ``sizes``
     sweep, a track of small faces (its median crop side) gets :func:`dfd.detect.small_face_note` in its note."""
-    from dfd.detect import small_face_note
-
-    def small(side: int) -> str:
-        return small_face_note(sizes, side) if sizes is not None else ""
+    from dfd.detect import small_face_note as small
 
     common = {"run": run, "threshold": float(threshold), "band": "" if band is None else f"{band[0]:.4f}-{band[1]:.4f}"}
     rows = []
@@ -792,7 +792,7 @@ def tracks_table(results: Sequence[ClipResult], threshold: float, band: tuple[fl
                          "frames": len(t.faces), "median_p_fake": round(t.median_p_fake, 4),
                          "share_over": round(t.share_over(threshold), 4), "verdict": t.verdict_at(threshold, band),
                          "note": "; ".join(x for x in ("whole frames judged" if t.whole_frame else "", note,
-                                                       small(t.side)) if x),
+                                                       small(sizes, t.side)) if x),
                          "kind": "clip", **common})
     for r in images:
         if r.error is not None:
@@ -805,7 +805,7 @@ def tracks_table(results: Sequence[ClipResult], threshold: float, band: tuple[fl
                          "median_p_fake": round(f.p_fake, 4), "share_over": float(f.p_fake >= threshold),
                          "verdict": f.verdict_at(threshold) if band is None else f.verdict_at(threshold, band),
                          "note": "; ".join(x for x in ("no face found: whole image judged" if r.whole_image else "",
-                                                       small(min(f.crop[2], f.crop[3]))) if x), "kind": "image",
+                                                       small(sizes, f.side)) if x), "kind": "image",
                          **common})
     table = pd.DataFrame(rows, columns=TRACK_COLUMNS)
     table["track"] = table["track"].astype("Int64")
