@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,14 +56,16 @@ def runs_dir(tmp_path_factory, faces140k) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(runs_dir):
+@contextmanager
+def _serving(runs_dir: Path, **env: str):
+    """`streamlit run` of the app on a free port with DFD_RUNS_DIR=``runs_dir`` (and ``env``): yields its URL once
+    it answers, and stops it afterwards."""
     port = _free_port()
-    env = {**os.environ, "DFD_RUNS_DIR": str(runs_dir)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO, env={**os.environ, "DFD_RUNS_DIR": str(runs_dir), **env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(url, proc)
@@ -73,6 +76,41 @@ def server(runs_dir):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(runs_dir):
+    with _serving(runs_dir) as url:
+        yield url
+
+
+@contextmanager
+def _detect_page(browser, server: str, height: int = 1600, **kw):
+    """A new page on ``server``'s Detect page, its heading drawn; afterwards (if the body passed) no exception box
+    and no error in the page's JavaScript, and the page is closed either way."""
+    page = browser.new_page(viewport={"width": 1300, "height": height}, **kw)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{server}/detect")
+        page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
+        yield page
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def _drop(page, *paths: Path) -> None:
+    """Files given to the Detect page's uploader as a drop gives them."""
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(p) for p in paths])
+
+
+VERDICT = re.compile(r"(Face \d+|Whole image): (FAKE|REAL|INCONCLUSIVE) · P\(fake\) = [01]\.\d{3}")
+
+
+def _p_fake(text: str) -> float:
+    return float(re.search(r"P\(fake\) = ([01]\.\d{3})", text).group(1))
 
 
 @pytest.fixture(scope="module")
@@ -89,38 +127,20 @@ def browser():
 
 def test_drop_a_real_face_on_the_detect_page_and_read_the_verdict(server, browser, faces140k):
     face = sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[0]
-    page = browser.new_page(viewport={"width": 1300, "height": 1600})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{server}/detect")
-    page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(face))
-    verdict = page.get_by_text(re.compile(r"(Face 1|Whole image): (FAKE|REAL) · P\(fake\) = [01]\.\d{3}"))
-    verdict.first.wait_for(timeout=120_000)
-    text = verdict.first.inner_text()
-    p_fake = float(re.search(r"P\(fake\) = ([01]\.\d{3})", text).group(1))
-    assert 0.0 <= p_fake <= 1.0
-    # the results table lists the file, and nothing crashed on the way
-    assert page.get_by_text(face.name).count() >= 1
-    assert page.locator('[data-testid="stException"]').count() == 0
-    assert not errors, errors
-    page.close()
-
-
-VERDICT = re.compile(r"(Face \d+|Whole image): (FAKE|REAL|INCONCLUSIVE) · P\(fake\) = [01]\.\d{3}")
+    with _detect_page(browser, server) as page:
+        _drop(page, face)
+        verdict = page.get_by_text(re.compile(r"(Face 1|Whole image): (FAKE|REAL) · P\(fake\) = [01]\.\d{3}"))
+        verdict.first.wait_for(timeout=120_000)
+        assert 0.0 <= _p_fake(verdict.first.inner_text()) <= 1.0
+        assert page.get_by_text(face.name).count() >= 1  # the results table lists the file
 
 
 def test_gradcam_heatmap_of_a_dropped_face_appears_on_the_detect_page(server, browser, faces140k):
     """Issue 22: with the default run, turning on "Grad-CAM heatmaps" after dropping a face shows the heatmap
     image beside the crop, and no error box (a fake verdict is drawn as one; nothing else may be)."""
     face = sorted((faces140k / "real-vs-fake" / "test" / "fake").glob("*.jpg"))[1]
-    page = browser.new_page(viewport={"width": 1300, "height": 1600})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto(f"{server}/detect")
-        page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
-        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(face))
+    with _detect_page(browser, server) as page:
+        _drop(page, face)
         page.get_by_text(VERDICT).first.wait_for(timeout=120_000)
         page.get_by_text("Grad-CAM heatmaps", exact=True).click()
         heatmap = page.locator('[data-testid="stImage"]').filter(
@@ -135,10 +155,6 @@ def test_gradcam_heatmap_of_a_dropped_face_appears_on_the_detect_page(server, br
         boxes = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
         assert all(VERDICT.search(text) for text in boxes), boxes  # only a fake verdict's own box
         assert page.get_by_text("No Grad-CAM heatmap").count() == 0
-        assert page.locator('[data-testid="stException"]').count() == 0
-        assert not errors, errors
-    finally:
-        page.close()
 
 
 def test_three_sessions_detecting_at_once_agree_with_the_detector(server, browser, runs_dir, faces140k):
@@ -156,30 +172,17 @@ def test_three_sessions_detecting_at_once_agree_with_the_detector(server, browse
         for page in pages:
             page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
         for page in pages:  # one after the other without waiting: the three scripts run together
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(face))
+            _drop(page, face)
         shown = []
         for page in pages:
             verdict = page.get_by_text(re.compile(r"(Face 1|Whole image): (FAKE|REAL) · P\(fake\) = [01]\.\d{3}"))
             verdict.first.wait_for(timeout=120_000)
-            shown.append(float(re.search(r"P\(fake\) = ([01]\.\d{3})", verdict.first.inner_text()).group(1)))
+            shown.append(_p_fake(verdict.first.inner_text()))
             assert page.locator('[data-testid="stException"]').count() == 0
         assert shown == pytest.approx([expected] * 3, abs=6e-4), (shown, expected)  # pages show 3 decimals
     finally:
         for c in contexts:
             c.close()
-
-
-def _serve(runs_dir: Path):
-    """A server on the user runs folder ``runs_dir`` alone (the shipped runs hidden)."""
-    port = _free_port()
-    env = {**os.environ, "DFD_RUNS_DIR": str(runs_dir), "DFD_MODELS_DIR": str(runs_dir.parent / "no-shipped")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    _wait_http(url, proc)
-    return proc, url
 
 
 def test_the_run_picker_keeps_the_run_the_page_uses_after_trainings(tmp_path, browser, faces140k):
@@ -190,51 +193,46 @@ def test_the_run_picker_keeps_the_run_the_page_uses_after_trainings(tmp_path, br
     runs_dir = tmp_path / "runs"
     train.train(train.TrainConfig(data=str(faces140k), architecture="tiny", image_size=64, epochs=1, limit=40,
                                   runs_dir=str(runs_dir), name="first", patience=0))
-    proc, url = _serve(runs_dir)
-    page = browser.new_page(viewport={"width": 1300, "height": 2600})
-    try:
-        page.goto(f"{url}/training")
-        page.get_by_role("heading", name="Training", exact=True).wait_for(timeout=60_000)
-        picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"] input')
-
-        def page_run() -> str:
-            caption = page.get_by_text(re.compile(r"^Run \S+ · status")).first
-            caption.wait_for(timeout=30_000)
-            return caption.inner_text().split()[1]
-
-        assert picker.input_value() == page_run() == "first"
-        page.get_by_text("Folder path").click()
-        page.get_by_role("textbox", name="Dataset folder").fill(str(faces140k))
-        page.keyboard.press("Enter")
-        for name in ("second", "third"):
-            page.get_by_role("combobox", name="Architecture").click()
-            page.get_by_role("option", name="tiny", exact=True).click()
-            page.get_by_role("spinbutton", name="Epochs").fill("1")
-            page.get_by_role("spinbutton", name="Max images per split (0 = all)").fill("40")
-            page.get_by_role("textbox", name="Run name (optional)").fill(name)
-            page.get_by_role("button", name="Start training").click()
-            page.get_by_text(re.compile(f"Training complete in .* run {name}")).wait_for(timeout=600_000)
-            page.wait_for_timeout(1500)
-            assert picker.input_value() == page_run() == "first", name
-        page.get_by_text("Horizontal flip").click()  # any other widget: the run stays
-        page.wait_for_timeout(2000)
-        assert picker.input_value() == page_run() == "first"
-        picker.click()
-        page.get_by_role("option", name="second", exact=True).click()
-        page.wait_for_timeout(2000)
-        assert picker.input_value() == page_run() == "second"
-        page.reload()
-        page.get_by_role("heading", name="Training", exact=True).wait_for(timeout=60_000)
-        page.wait_for_timeout(2000)
-        assert picker.input_value() == page_run()
-        assert page.locator('[data-testid="stException"]').count() == 0
-    finally:
-        page.close()
-        proc.terminate()
+    with _serving(runs_dir, DFD_MODELS_DIR=str(tmp_path / "no-shipped")) as url:  # the shipped runs hidden
+        page = browser.new_page(viewport={"width": 1300, "height": 2600})
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            page.goto(f"{url}/training")
+            page.get_by_role("heading", name="Training", exact=True).wait_for(timeout=60_000)
+            picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"] input')
+
+            def page_run() -> str:
+                caption = page.get_by_text(re.compile(r"^Run \S+ · status")).first
+                caption.wait_for(timeout=30_000)
+                return caption.inner_text().split()[1]
+
+            assert picker.input_value() == page_run() == "first"
+            page.get_by_text("Folder path").click()
+            page.get_by_role("textbox", name="Dataset folder").fill(str(faces140k))
+            page.keyboard.press("Enter")
+            for name in ("second", "third"):
+                page.get_by_role("combobox", name="Architecture").click()
+                page.get_by_role("option", name="tiny", exact=True).click()
+                page.get_by_role("spinbutton", name="Epochs").fill("1")
+                page.get_by_role("spinbutton", name="Max images per split (0 = all)").fill("40")
+                page.get_by_role("textbox", name="Run name (optional)").fill(name)
+                page.get_by_role("button", name="Start training").click()
+                page.get_by_text(re.compile(f"Training complete in .* run {name}")).wait_for(timeout=600_000)
+                page.wait_for_timeout(1500)
+                assert picker.input_value() == page_run() == "first", name
+            page.get_by_text("Horizontal flip").click()  # any other widget: the run stays
+            page.wait_for_timeout(2000)
+            assert picker.input_value() == page_run() == "first"
+            picker.click()
+            page.get_by_role("option", name="second", exact=True).click()
+            page.wait_for_timeout(2000)
+            assert picker.input_value() == page_run() == "second"
+            page.reload()
+            page.get_by_role("heading", name="Training", exact=True).wait_for(timeout=60_000)
+            page.wait_for_timeout(2000)
+            assert picker.input_value() == page_run()
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            page.close()
 
 
 def _track_line(page, track: int):
@@ -253,13 +251,8 @@ def test_drop_a_clip_on_the_detect_page_and_read_its_two_track_verdicts(server, 
     detector = detect.Detector(runs.get_run(DEFAULT_RUN, runs_dir))
     expected = video.analyse_clip(detector, clip)
     assert [t.verdict_at(detector.threshold, detector.band_at()) for t in expected.tracks] == ["fake", "real"]
-    page = browser.new_page(viewport={"width": 1300, "height": 2000})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto(f"{server}/detect")
-        page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
-        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(clip))
+    with _detect_page(browser, server, height=2000) as page:
+        _drop(page, clip)
         shown = []
         for track in (1, 2):
             line = _track_line(page, track).first
@@ -270,10 +263,6 @@ def test_drop_a_clip_on_the_detect_page_and_read_its_two_track_verdicts(server, 
             assert f"median P(fake) = {detect.p_text(t.median_p_fake)}" in text, (text, t.median_p_fake)
         page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=30_000)  # Plotly draws a moment later
         assert page.locator('[data-testid="stPlotlyChart"]').count() == 1
-        assert page.locator('[data-testid="stException"]').count() == 0
-        assert not errors, errors
-    finally:
-        page.close()
 
 
 def test_stop_a_long_clip_on_the_detect_page_and_keep_what_was_judged(server, browser, faces140k, tmp_path):
@@ -282,11 +271,8 @@ def test_stop_a_long_clip_on_the_detect_page_and_keep_what_was_judged(server, br
 
     fake, *_ = surest_pair(faces140k)
     clip = write_clip(tmp_path / "long.mp4", [Segment(fake, 120.0, (0.3, 0.5), (0.7, 0.5), (0.6, 0.7))], fps=10.0)
-    page = browser.new_page(viewport={"width": 1300, "height": 2000})
-    try:
-        page.goto(f"{server}/detect")
-        page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
-        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(clip))
+    with _detect_page(browser, server, height=2000) as page:
+        _drop(page, clip)
         page.get_by_text(re.compile(r"Reading and judging the clip: frames read \d+ of 1200")).first.wait_for(
             timeout=120_000)
         page.get_by_role("button", name="Stop").click()
@@ -296,9 +282,6 @@ def test_stop_a_long_clip_on_the_detect_page_and_keep_what_was_judged(server, br
         assert 0 < judged < 120
         _track_line(page, 1).first.wait_for(timeout=30_000)  # the frames judged before the stop, as a track
         assert _track_line(page, 1).count() == 1
-        assert page.locator('[data-testid="stException"]').count() == 0
-    finally:
-        page.close()
 
 
 def test_detect_with_face_finding_off_and_download_the_csv(server, browser, faces140k, tmp_path):
@@ -311,18 +294,16 @@ def test_detect_with_face_finding_off_and_download_the_csv(server, browser, face
     from dfd.runs import get_run
 
     face = sorted((faces140k / "real-vs-fake" / "test" / "real").glob("*.jpg"))[0]
-    page = browser.new_page(viewport={"width": 1300, "height": 1600}, accept_downloads=True)
-    page.goto(f"{server}/detect")
-    page.get_by_role("heading", name="Detect").wait_for(timeout=60_000)
-    page.get_by_text("Find faces").first.click()  # the toggle's label: off
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(face))
-    page.get_by_text(VERDICT).first.wait_for(timeout=120_000)
-    body = page.locator("body").inner_text()
-    assert "face finding" in body.lower() and "no face found" not in body.lower()
-    with page.expect_download(timeout=60_000) as download:
-        page.get_by_role("button", name=re.compile("Download results")).click()
-    path = tmp_path / "results.csv"
-    download.value.save_as(path)
+    with _detect_page(browser, server, accept_downloads=True) as page:
+        page.get_by_text("Find faces").first.click()  # the toggle's label: off
+        _drop(page, face)
+        page.get_by_text(VERDICT).first.wait_for(timeout=120_000)
+        body = page.locator("body").inner_text()
+        assert "face finding" in body.lower() and "no face found" not in body.lower()
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name=re.compile("Download results")).click()
+        path = tmp_path / "results.csv"
+        download.value.save_as(path)
     table = pd.read_csv(path)
     run = get_run("default")
     assert {"run", "threshold", "engine", "dfd_version", "face", "p_fake", "verdict"} <= set(table.columns)
@@ -330,5 +311,3 @@ def test_detect_with_face_finding_off_and_download_the_csv(server, browser, face
     assert table["threshold"].iloc[0] == pytest.approx(run.threshold, abs=1e-3)
     assert table["face"].tolist() == [1] and str(table["face"].dtype).startswith("int")
     assert "face finding off" in table["note"].iloc[0]
-    assert page.locator('[data-testid="stException"]').count() == 0
-    page.close()
