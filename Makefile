@@ -9,7 +9,7 @@ install:
 install-dev:
 	$(PY) -m pip install -q -r requirements-dev.txt
 
-# Debian's chromium for the one real-browser test (Playwright cannot download browsers here).
+# Debian's chromium for the real-browser tests in tests/test_browser.py (Playwright cannot download browsers here).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
 
