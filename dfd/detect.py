@@ -648,37 +648,43 @@ class Detector:
 
         ``toward`` is "fake" or "real"; None explains the verdict this detector serves for the crop (its
         calibrated P(fake) at its threshold, as :meth:`analyse` judges it). The gradient is taken of the
-        pre-sigmoid logit (the sigmoid saturates), at the last layer with a spatial output. An ensemble's map
+        pre-sigmoid logit (the sigmoid saturates), at each map the model pools (:func:`_explainer`); the branches'
+        maps are summed in logit units, so a branch counts as much as it moves the verdict. An ensemble's map
         is the mean of its members' maps (each scaled to 0..1 first, so each member has an equal say), all
         toward the same class: the ensemble's served verdict when ``toward`` is None.
         """
         import tensorflow as tf
 
         x = tf.convert_to_tensor(imaging.prepare(img, self.image_size)[None])
-        found = []  # (feature maps, d logit / d feature maps, logit) per member
+        found = []  # per member: (map, d logit / d map) per branch
         for grad_model, head in self._explainers():
             with tf.GradientTape() as tape:
-                feats, pre = grad_model(x, training=False)
+                *maps, pre = grad_model(x, training=False)
                 if head is not None:
                     logit = tf.matmul(pre, tf.cast(head.kernel, pre.dtype)) + tf.cast(head.bias, pre.dtype)
                 else:
                     p = tf.clip_by_value(tf.cast(pre, tf.float32), 1e-6, 1 - 1e-6)
                     logit = tf.math.log(p / (1 - p))
                 logit = tf.reshape(tf.cast(logit, tf.float32), [])
-            grads = tape.gradient(logit, feats)
-            if grads is None:
+            grads = tape.gradient(logit, maps)
+            if all(g is None for g in grads):
                 raise HeatmapUnavailable(f"Grad-CAM heatmaps are not available for {self.name!r}: the output "
                                          "does not depend on the chosen feature maps")
-            found.append((feats, grads, float(logit)))
+            found.append([(m, g) for m, g in zip(maps, grads, strict=True) if g is not None])
         if toward is None:  # the served verdict: calibrated P(fake) (mirror-averaged if the run is) at the threshold
             toward = verdict(float(self.predict_arrays(x.numpy())[0]), self.threshold)
         sign = 1.0 if toward == "fake" else -1.0  # d(-logit) = -d(logit)
+        size = (self.image_size, self.image_size)
         cams = []
-        for feats, grads, _ in found:
-            weights = sign * tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
-            cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feats, tf.float32), axis=-1))[0].numpy()
-            cam = cv2.resize(cam.astype(np.float32), (self.image_size, self.image_size),
-                             interpolation=cv2.INTER_LINEAR)
+        for branches in found:
+            # Each branch's map in logit units per position (for a pooled map, its positions sum to the branch's
+            # share of the logit), spread over the image: a position covers image pixels / positions of them.
+            cam = np.zeros(size, np.float32)
+            for feats, grads in branches:
+                weights = sign * tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
+                part = tf.reduce_sum(weights * tf.cast(feats, tf.float32), axis=-1)[0].numpy().astype(np.float32)
+                cam += part.size * cv2.resize(part, size, interpolation=cv2.INTER_LINEAR)
+            cam = np.maximum(cam, 0)
             cams.append(cam / cam.max() if cam.max() > 0 else cam)
         cam = np.mean(cams, axis=0)
         return cam / cam.max() if cam.max() > 0 else cam
@@ -696,14 +702,13 @@ class HeatmapUnavailable(RuntimeError):
 
 
 def _explainer(model: keras.Model) -> tuple[Any, Any]:
-    """(grad model: input -> [feature maps, head input], the Dense head or None) for one model, not an ensemble.
+    """(grad model: input -> [maps, ..., head input], the Dense head or None) for one model, not an ensemble.
 
-    The feature maps are those of :func:`dfd.models.feature_layer`. When that layer is a nested model (the
-    EfficientNet-Lite0 trunk of lite0_hf and efficientnet_lite0), the maps inside it are not tensors of the outer
-    graph (Keras: "Output ... is not connected to 'inputs'"). Then the outer forward pass is traced again with
-    ``keras.models.clone_model`` reusing every layer (the same weights), the nested model called as a
-    two-output model: the maps of its own last spatial layer (for the Lite0 trunk, its 1280-channel output)
-    and its usual output, which the rest of the graph consumes as before.
+    The maps are every spatial map the model global-average pools over the whole image
+    (:func:`dfd.models.pooled_maps`), one per branch of evidence: for lite0_hf the Lite0 trunk's and the
+    high-frequency tower's, so the heatmap shows the evidence of both. A nested trunk's output is a tensor of
+    the outer graph, so its maps need no re-tracing. A model that pools none (the seed CNNs flatten) gives its
+    last spatial layer's maps (:func:`dfd.models.feature_layer`).
     """
     import keras
 
@@ -711,31 +716,8 @@ def _explainer(model: keras.Model) -> tuple[Any, Any]:
 
     head = model.layers[-1]
     dense = head if isinstance(head, keras.layers.Dense) else None
-    layer = model.get_layer(models.feature_layer(model))
-    if not isinstance(layer, keras.Model):
-        return keras.Model(model.input, [layer.output, dense.input if dense is not None else model.output]), dense
-    inner = layer.get_layer(models.feature_layer(layer))
-    if isinstance(inner, keras.Model):
-        raise models.ArchitectureError(f"the feature maps of {model.name!r} are two nested models deep "
-                                       f"({layer.name}/{inner.name})")
-    outputs = [inner.output] if inner.output is layer.output else [inner.output, layer.output]
-    tapped = keras.Model(layer.inputs, outputs, name=f"{layer.name}_tapped")
-    seen: dict[str, Any] = {}
-
-    def call(op: Any, *args: Any, **kwargs: Any) -> Any:
-        if op is layer:
-            out = tapped(*args, **kwargs)
-            out = out if isinstance(out, (list, tuple)) else [out]
-            seen["feats"] = out[0]
-            return out[-1]
-        if op is dense:
-            seen["head_in"] = args[0]
-        return op(*args, **kwargs)
-
-    traced = keras.models.clone_model(model, clone_function=lambda op: op, call_function=call)
-    if "feats" not in seen:
-        raise models.ArchitectureError(f"{layer.name!r} is not called in the forward pass of {model.name!r}")
-    return keras.Model(traced.input, [seen["feats"], seen.get("head_in", traced.output)]), dense
+    maps = models.pooled_maps(model) or [model.get_layer(models.feature_layer(model)).output]
+    return keras.Model(model.input, [*maps, dense.input if dense is not None else model.output]), dense
 
 
 # ----------------------------------------------------------------------------------------------------------

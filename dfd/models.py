@@ -223,11 +223,16 @@ def ensemble_members(model: keras.Model) -> list[keras.Model]:
     return [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("member")]
 
 
+# Layers whose maps do not lie over the whole image (lowres_cnn's heads and inner-face tower, lite0_hf's
+# squeezed map): never explained by a heatmap.
+NOT_WHOLE_IMAGE = ("thumb", "squeeze", "zoom")
+
+
 def feature_layer(model: keras.Model) -> str:
     """Name of the last layer with a spatial (4-D) output: the layer for Grad-CAM heatmaps."""
     last = None
     for layer in model.layers:
-        if layer.name.startswith(("thumb", "squeeze", "zoom")):  # lowres_cnn's heads and inner-face tower
+        if layer.name.startswith(NOT_WHOLE_IMAGE):
             continue
         shape = getattr(layer, "output", None)
         shape = getattr(shape, "shape", None)
@@ -236,6 +241,16 @@ def feature_layer(model: keras.Model) -> str:
     if last is None:
         raise ArchitectureError(f"model {model.name!r} has no spatial layer for a heatmap")
     return last
+
+
+def pooled_maps(model: keras.Model) -> list[Any]:
+    """The spatial maps over the whole image that ``model`` global-average pools into its features, one per
+    branch of evidence (lite0_hf: the Lite0 trunk's 1280 maps and the high-frequency tower's 256), as tensors
+    of the model's own graph (a nested trunk's output included); [] when it pools none."""
+    import keras
+
+    return [layer.input for layer in model.layers
+            if isinstance(layer, keras.layers.GlobalAveragePooling2D) and not layer.name.startswith(NOT_WHOLE_IMAGE)]
 
 
 def _input_layer_type() -> type:

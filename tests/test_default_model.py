@@ -249,7 +249,7 @@ def test_gradcam_on_the_default_explains_real_test_faces_and_a_failure_leaves_it
     def broken(model):
         raise ValueError("forced failure\nsecond line of a long Keras message")
 
-    monkeypatch.setattr(models, "feature_layer", broken)
+    monkeypatch.setattr(models, "pooled_maps", broken)
     for _ in range(2):  # every call says so, none falls through to OpenCV on an empty map
         with pytest.raises(detect.HeatmapUnavailable, match="forced failure") as failed:
             detector.heatmap_overlay(crops[0])
@@ -258,8 +258,8 @@ def test_gradcam_on_the_default_explains_real_test_faces_and_a_failure_leaves_it
 
     size = run.image_size
     (grad_model, head), = detector._explainers()
-    feats, pre = grad_model(prepare(crops[0], size)[None], training=False)
-    assert len(feats.shape) == 4 and feats.shape[1] > 1, "a spatial feature map"
+    *maps, pre = grad_model(prepare(crops[0], size)[None], training=False)
+    assert [m.shape[1:] for m in maps] == [(8, 8, 1280), (8, 8, 256)], "the trunk's and the tower's spatial maps"
     p = 1 / (1 + np.exp(-(np.asarray(pre) @ np.asarray(head.kernel) + np.asarray(head.bias))))
     np.testing.assert_allclose(p, np.asarray(detector.model(prepare(crops[0], size)[None], training=False)),
                                atol=1e-5)

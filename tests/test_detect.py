@@ -233,8 +233,9 @@ def test_gradcam_reaches_feature_maps_inside_a_nested_trunk(arch, faces140k):
     assert len(explainers) == (2 if arch == "ensemble" else 1)
     members = models.ensemble_members(model) or [model]
     for (grad_model, head), member in zip(explainers, members, strict=True):
-        feats, pre = grad_model(x, training=False)
-        assert len(feats.shape) == 4 and feats.shape[-1] == models.LITE0_FEATURES  # the trunk's own maps
+        *maps, pre = grad_model(x, training=False)
+        assert all(len(m.shape) == 4 for m in maps) and maps[0].shape[-1] == models.LITE0_FEATURES  # the trunk's
+        assert [m.shape[-1] for m in maps[1:]] == ([] if arch == "efficientnet_lite0" else [256])  # + the tower's
         p = 1 / (1 + np.exp(-(np.asarray(pre) @ np.asarray(head.kernel) + np.asarray(head.bias))))
         np.testing.assert_allclose(p, np.asarray(member(x, training=False)), atol=1e-5)
     maps = [det.heatmap(img, toward=t) for t in ("fake", "real")]
@@ -242,6 +243,35 @@ def test_gradcam_reaches_feature_maps_inside_a_nested_trunk(arch, faces140k):
         assert cam.shape == (size, size) and np.isfinite(cam).all() and cam.min() >= 0 and cam.max() <= 1 + 1e-6
     assert any(cam.std() > 0 for cam in maps)
     assert det.heatmap_overlay(img).shape == (size, size, 3)
+
+
+def test_gradcam_of_lite0_hf_shows_its_high_frequency_tower_too(faces140k):
+    """lite0_hf's verdict comes from two pooled branches: the heatmap sums both. With the head's weights on the
+    Lite0 trunk's features set to zero, only the high-frequency tower moves the verdict, and the map is still
+    drawn from it (a trunk-only Grad-CAM is then empty); with the tower's weights zeroed instead, the map is the
+    trunk's alone."""
+    import keras
+
+    from dfd import models
+
+    keras.utils.set_random_seed(0)
+    img = imaging.load_image(_first(faces140k / "real-vs-fake" / "test" / "fake"))
+
+    def maps_with(zeroed: slice) -> list[np.ndarray]:
+        model = models.build_model("lite0_hf", 128, view=64)
+        head = model.get_layer("p_fake")
+        kernel = head.kernel.numpy()
+        kernel[zeroed] = 0.0
+        head.kernel.assign(kernel)
+        det = detect.Detector.from_model(model, 128, find_faces=False)
+        return [det.heatmap(img, toward=t) for t in ("fake", "real")]
+
+    tower_only = maps_with(slice(0, models.LITE0_FEATURES))
+    assert any(cam.std() > 0.05 for cam in tower_only), "the tower's evidence is drawn"
+    trunk_only = maps_with(slice(models.LITE0_FEATURES, None))
+    assert any(cam.std() > 0.05 for cam in trunk_only)
+    assert all(np.abs(a - b).mean() > 0.05 for a, b in zip(tower_only, trunk_only, strict=True)), \
+        "the two branches draw different maps"
 
 
 # ---------------------------------------------------------------------------------------------- accuracy check
