@@ -15,10 +15,10 @@ clip is refused over ``max_seconds`` (10 minutes) or ``imaging.MAX_PIXELS`` a fr
 
 Tracks. Each sampled frame's faces are matched to the open tracks by the IoU of their face boxes, each grown
 ``LINK_GROW`` times about its centre (at least ``min_iou``, greedy, best overlap first); a track may miss up to
-``max_gap`` sampled frames (a face turned away or hidden for a moment) and go on. A face in the same place that does not look like the track's last
-one (:func:`similarity` of the face boxes under ``min_similarity``: colour histogram and coarse layout) starts a
-track of its own, so a cut to another person in the same place is mostly not joined to the first. Measured on
-319 test faces of four shared datasets, each face's box as the finder draws it: the same face after a rotation
+``max_gap`` sampled frames (a face turned away or hidden for a moment) and go on. A face in the same place that
+does not look like the track's last one (:func:`similarity` of the face boxes under ``min_similarity``: colour
+histogram and coarse layout) starts a track of its own, so a cut to another person in the same place is mostly
+not joined to the first. Measured on 319 test faces of four shared datasets, each face's box as the finder draws it: the same face after a rotation
 of up to 12 degrees, a shift of 6% and a scale of 15%, brightness +-15%, JPEG q40-90 and resampling from 80 px
 scored 0.5 or more in 318 cases (one at 0.34), while 268 of 318 pairs of different faces (84%; 73-90% a
 dataset) scored under 0.5. Links are not identities: look-alike faces (same hair, skin and pose) cut or

@@ -115,7 +115,9 @@ def test_lowres_cnn_heads():
     assert {"in_place", "thumb_mlp"} <= names and "in_place" not in {layer.name for layer in plain.layers}
     assert plain.count_params() < flat.count_params() < both.count_params()
     # Grad-CAM looks at the last conv stage, which feeds every head (not the thumbnail or the squeeze)
-    assert models.feature_layer(plain) == models.feature_layer(both) == "l4b_relu"
+    for model in (plain, both):
+        assert models.feature_layer(model) == "l4b_relu"
+        assert [id(m) for m in models.pooled_maps(model)] == [id(model.get_layer("l4b_relu").output)]
     with pytest.raises(models.ArchitectureError, match="head"):
         models.build_model("lowres_cnn", 64, head="max")
 
@@ -160,7 +162,8 @@ def test_lowres_cnn_zoom_tower_sees_only_the_centre():
     model = models.build_model("lowres_cnn", 64, work_size=16, head="flat", zoom=32)
     plain = models.build_model("lowres_cnn", 64, work_size=16, head="flat")
     assert model.count_params() > plain.count_params()
-    assert models.feature_layer(model) == "l4b_relu", "Grad-CAM stays on the whole-image tower"
+    # Grad-CAM stays on the whole-image tower: the zoom tower's pooled maps lie over the centre only
+    assert [id(m) for m in models.pooled_maps(model)] == [id(model.get_layer("l4b_relu").output)]
     zoom_feats = keras.Model(model.inputs, model.get_layer("zoom_gap").output)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
