@@ -14,22 +14,22 @@ held at a time, so memory does not grow with the clip's length (bench/video_thro
 clip is refused over ``max_seconds`` (10 minutes) or ``imaging.MAX_PIXELS`` a frame.
 
 Tracks. Each sampled frame's faces are matched to the open tracks by the IoU of their face boxes, each grown
-``LINK_GROW`` times about its centre (at least ``min_iou``, greedy, best overlap first); a track may miss up to
-``max_gap`` sampled frames (a face turned away or hidden for a moment) and go on. A face in the same place that
-does not look like the track's last one (:func:`similarity` of the face boxes under ``min_similarity``: colour
-histogram and coarse layout) starts a track of its own, so a cut to another person in the same place is mostly
-not joined to the first. Measured on 319 test faces of four shared datasets, each face's box as the finder draws it: the same face after a rotation
-of up to 12 degrees, a shift of 6% and a scale of 15%, brightness +-15%, JPEG q40-90 and resampling from 80 px
-scored 0.5 or more in 318 cases (one at 0.34), while 268 of 318 pairs of different faces (84%; 73-90% a
-dataset) scored under 0.5. Links are not identities: look-alike faces (same hair, skin and pose) cut or
-swapped into the same place can still join a track. Per track: P(fake) per
-sampled frame with its time, the median P(fake), the share of its frames at or over the threshold, a verdict
-(:func:`dfd.detect.verdict` of the median at the detector's threshold), a thumbnail and the crop with the
-highest P(fake), as the model saw it (so :meth:`dfd.detect.Detector.heatmap_overlay` explains that frame).
-Each face is cut as :func:`dfd.detect.face_crop` cuts it (``margin`` times the box, square), but never
-widened to the whole frame: a video frame (16:9 mostly) is not a face crop, and judging it whole would squash
-it. A sampled frame with no face found adds nothing (a clip with no face at all is reported as such); with
-``find_faces`` False each sampled frame is judged whole, as one track.
+``LINK_GROW`` times about its centre (at least ``min_iou``, greedy, best overlap first); a track may miss up
+to ``max_gap`` sampled frames (a face turned away or hidden for a moment) and go on. A face in the same place
+that does not look like the track's last one (:func:`similarity` of the face boxes under ``min_similarity``:
+colour histogram and coarse layout) starts a track of its own, so a cut to another person in the same place is
+mostly not joined to the first. Measured on 319 test faces of four shared datasets, each face's box as the
+finder draws it: the same face after a rotation of up to 12 degrees, a shift of 6% and a scale of 15%,
+brightness +-15%, JPEG q40-90 and resampling from 80 px scored 0.5 or more in 318 cases (one at 0.34), while
+268 of 318 pairs of different faces (84%; 73-90% a dataset) scored under 0.5. Links are not identities:
+look-alike faces (same hair, skin and pose) cut or swapped into the same place can still join a track. Per
+track: P(fake) per sampled frame with its time, the median P(fake), the share of its frames at or over the
+threshold, a verdict (:func:`dfd.detect.verdict` of the median at the detector's threshold), a thumbnail and
+the crop with the highest P(fake), as the model saw it (so :meth:`dfd.detect.Detector.heatmap_overlay`
+explains that frame). Each face is cut as :func:`dfd.detect.face_crop` cuts it (``margin`` times the box,
+square), but never widened to the whole frame: a video frame (16:9 mostly) is not a face crop, and judging it
+whole would squash it. A sampled frame with no face found adds nothing (a clip with no face at all is reported
+as such); with ``find_faces`` False each sampled frame is judged whole, as one track.
 
 Codecs. OpenCV's FFmpeg backend (opencv-python-headless 4.14, FFmpeg 8 libraries) decoded every clip made
 for the check: H.264 (8 and 10 bit), HEVC, AV1, VP8, VP9, MPEG-4 Part 2 (mp4v, XVID), Motion JPEG, ProRes,
